@@ -1,0 +1,31 @@
+"""Shared test setup: offline hub, a tiny model built from its config, and isolated outputs per test."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def isolated(tmp_path):
+    """Overrides that send a run's outputs and MLflow store into this test's temp dir."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return {
+        "uri": uri,
+        "tmp": tmp_path,
+        "overrides": [f"track.tracking_uri={uri}", f"train.output_dir={tmp_path / 'out'}"],
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The embedded deepseek-v3-tiny model and tokenizer, built once per session."""
+    from workbench.config import ModelConfig
+    from workbench.model import load_model
+
+    return load_model(ModelConfig())

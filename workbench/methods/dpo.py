@@ -1,0 +1,31 @@
+"""Direct Preference Optimization with TRL's `DPOTrainer` on prompt/chosen/rejected rows.
+
+With LoRA and `method.reference: adapter` the reference is the same model with its adapter disabled
+(no second copy in memory); `reference: model` keeps a frozen full copy.
+"""
+
+from trl import DPOConfig, DPOTrainer
+
+from workbench.lora import lora_config
+from workbench.methods.common import reference_model, shared_args
+
+
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+    extra = {"loss_type": [recipe.method.loss_type]} if recipe.method.loss_type else {}
+    args = DPOConfig(
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        beta=recipe.method.beta,
+        max_length=recipe.train.max_length,
+        dataset_num_proc=1,
+        **extra,
+    )
+    return DPOTrainer(
+        model=model,
+        ref_model=reference_model(recipe, model),
+        args=args,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.peft),
+        callbacks=callbacks,
+    )

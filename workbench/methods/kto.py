@@ -1,0 +1,27 @@
+"""Kahneman-Tversky Optimization with TRL's `KTOTrainer` on unpaired prompt/completion/label rows."""
+
+from trl import KTOConfig, KTOTrainer
+
+from workbench.lora import lora_config
+from workbench.methods.common import reference_model, shared_args
+
+
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+    args = KTOConfig(
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        beta=recipe.method.beta,
+        desirable_weight=recipe.method.desirable_weight,
+        undesirable_weight=recipe.method.undesirable_weight,
+        max_length=recipe.train.max_length,
+        dataset_num_proc=1,
+    )
+    return KTOTrainer(
+        model=model,
+        ref_model=reference_model(recipe, model),
+        args=args,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.peft),
+        callbacks=callbacks,
+    )

@@ -1,0 +1,25 @@
+"""Supervised fine-tuning (full or LoRA) with TRL's `SFTTrainer` on chat `messages` rows."""
+
+from trl import SFTConfig, SFTTrainer
+
+from workbench.lora import lora_config
+from workbench.methods.common import shared_args
+
+
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+    args = SFTConfig(
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        max_length=recipe.train.max_length,
+        packing=recipe.train.packing,
+        assistant_only_loss=recipe.train.assistant_only_loss,
+        dataset_num_proc=1,
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.peft),
+        callbacks=callbacks,
+    )

@@ -1,0 +1,167 @@
+"""Load the model and tokenizer a recipe names: a preset, a local directory, a hub id or another run.
+
+    from workbench.model import load_model
+    model, tokenizer = load_model(recipe.model)
+
+Presets are small builder functions returning a real `DeepseekV3Config`; the embedded default
+`deepseek-v3-tiny` (~10M parameters) is built once from a seed, saved under the cache dir and
+reloaded with `from_pretrained`, so it takes the same path as any checkpoint on disk.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.paths import cache_dir, project_root
+
+FINAL_MODEL_INFO = "workbench_model.json"  # written next to a run's final adapter/model
+
+
+def deepseek_v3_tiny():
+    """A real DeepSeek-V3 layout at toy size: MLA, 1 shared + 8 routed experts (top-2 of 2 groups)."""
+    from transformers import DeepseekV3Config
+
+    return DeepseekV3Config(
+        vocab_size=8192,
+        hidden_size=256,
+        intermediate_size=768,  # dense layer 0 (first_k_dense_replace=1)
+        moe_intermediate_size=192,
+        num_hidden_layers=4,
+        first_k_dense_replace=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        q_lora_rank=96,
+        kv_lora_rank=64,
+        qk_rope_head_dim=16,
+        qk_nope_head_dim=32,
+        v_head_dim=32,
+        n_shared_experts=1,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        routed_scaling_factor=2.5,
+        norm_topk_prob=True,
+        max_position_embeddings=2048,
+        num_mtp_layers=0,  # multi-token prediction is only used by speculative decoding
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
+
+
+PRESETS = {"deepseek-v3-tiny": deepseek_v3_tiny}
+
+
+def tokenizer_corpus() -> list[Path]:
+    """The shipped training text the embedded tokenizer learns from (held-out test sets excluded)."""
+    return sorted(p for p in (project_root() / "data").rglob("*.jsonl") if not p.name.startswith("mc_"))
+
+
+def preset_dir(name: str, seed: int) -> Path:
+    """Build the preset once (weights from `seed`, tokenizer from the shipped corpus) and cache it."""
+    config = PRESETS[name]()
+    corpus = tokenizer_corpus()
+    digest = hashlib.sha256(config.to_json_string().encode() + str(seed).encode())
+    for path in corpus:
+        digest.update(path.read_bytes())
+    target = cache_dir() / "models" / f"{name}-seed{seed}-{digest.hexdigest()[:10]}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import DeepseekV3ForCausalLM
+
+    from workbench.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(config.vocab_size, corpus, model_max_length=config.max_position_embeddings)
+    torch.manual_seed(seed)
+    model = DeepseekV3ForCausalLM(config)
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    os.replace(partial, target)  # atomic: a killed build never leaves a half-written preset
+    return target
+
+
+def resolve_source(name: str, seed: int) -> str:
+    """A preset, an existing directory, or a hub id; fails in one line when none is reachable."""
+    if name in PRESETS:
+        return str(preset_dir(name, seed))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    if offline and not _in_hub_cache(name):
+        raise WorkbenchError(
+            f"model.name: '{name}' is neither a preset ({', '.join(PRESETS)}) nor a local directory, "
+            "and the hub is offline (HF_HUB_OFFLINE=1)"
+        )
+    return name
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id that is not even a valid repo name
+        return False
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(cfg):
+    """(model, tokenizer) for a `ModelConfig`; `from_run` starts from another run's final weights."""
+    if cfg.from_run:
+        from workbench.lineage import run_output
+
+        return load_final(run_output(cfg.from_run))
+    source = resolve_source(cfg.name, cfg.seed)
+    return _from_pretrained(source, cfg)
+
+
+def _from_pretrained(source: str, cfg):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch_dtype(cfg.dtype))
+    if cfg.experts_implementation != "auto":
+        kwargs["experts_implementation"] = cfg.experts_implementation
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise WorkbenchError(f"model.name: cannot load '{cfg.name}': {str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
+    """Say how to rebuild a run's final weights: its base model config, plus whether they are an adapter."""
+    (final_dir / FINAL_MODEL_INFO).write_text(json.dumps({"base_model": base_model, "adapter": adapter}, indent=2))
+
+
+def load_final(path: Path):
+    """Rebuild a run's final model: its base (recursively) with the LoRA adapter merged, or the full model."""
+    from workbench.config import ModelConfig
+
+    info = json.loads((path / FINAL_MODEL_INFO).read_text())
+    base_cfg = ModelConfig(**{k: v for k, v in info["base_model"].items()})
+    if not info["adapter"]:
+        return _from_pretrained(str(path), base_cfg)
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    base, _ = load_model(base_cfg)
+    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    return merged, AutoTokenizer.from_pretrained(str(path))

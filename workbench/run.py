@@ -1,0 +1,121 @@
+"""The builder: a recipe becomes a ready-to-train run (data, model, TRL trainer, tracker).
+
+    from workbench.run import build
+    run = build(load_recipe("legal"))
+    run.train()
+    run.close()
+
+Outputs go to `runs/<recipe>/<run-name>/`: checkpoints every `train.save_steps`, `final/` (adapter or
+model, tokenizer, workbench_model.json), `recipe.yaml` and `run.json`. `build(recipe, resume=True)`
+continues the newest unfinished run of the recipe from its last checkpoint, in the same MLflow run.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.model import write_final_info
+from workbench.paths import project_root, runs_dir
+
+RUN_INFO = "run.json"
+
+
+@dataclass
+class Run:
+    recipe: object
+    output_dir: Path
+    trainer: object
+    tracker: object
+    base_model: dict
+    resume_from: str | None = None
+    status: str = "RUNNING"
+
+    def train(self):
+        self.status = "FAILED"
+        _write_info(self.output_dir, self.tracker.run_id, "running")
+        result = self.trainer.train(resume_from_checkpoint=self.resume_from)
+        final_dir = self.output_dir / "final"
+        self.trainer.save_model(str(final_dir))  # adapter for LoRA, full weights otherwise
+        self.trainer.processing_class.save_pretrained(str(final_dir))
+        write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
+        self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
+        _write_info(self.output_dir, self.tracker.run_id, "finished")
+        self.status = "FINISHED"
+        return result
+
+    def close(self):
+        self.tracker.end("FINISHED" if self.status == "FINISHED" else "KILLED" if self.status == "RUNNING" else "FAILED")
+
+
+def _write_info(output_dir: Path, run_id: str, state: str) -> None:
+    (output_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "state": state}))
+
+
+def _new_output_dir(recipe) -> Path:
+    if recipe.train.output_dir:
+        path = Path(recipe.train.output_dir)
+        return path if path.is_absolute() else project_root() / path
+    return runs_dir() / recipe.name / (recipe.track.run_name or time.strftime("%Y%m%d-%H%M%S"))
+
+
+def _resumable(recipe) -> tuple[Path, str, str]:
+    """(output_dir, MLflow run id, checkpoint) of the newest unfinished run of this recipe."""
+    parent = _new_output_dir(recipe).parent if not recipe.train.output_dir else _new_output_dir(recipe)
+    candidates = [parent] if recipe.train.output_dir else sorted(parent.glob("*"), reverse=True)
+    for path in candidates:
+        info_file = path / RUN_INFO
+        checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        if info_file.is_file() and checkpoints and json.loads(info_file.read_text())["state"] != "finished":
+            return path, json.loads(info_file.read_text())["run_id"], str(checkpoints[-1])
+    raise WorkbenchError(f"--resume: no unfinished run of '{recipe.name}' with a checkpoint under {parent}")
+
+
+def build(recipe, resume: bool = False) -> Run:
+    import torch
+
+    from workbench.data import load_dataset
+    from workbench.lora import check_adapters
+    from workbench.methods import get_method
+    from workbench.model import load_model
+    from workbench.track import tracker
+
+    if recipe.train.num_threads:
+        torch.set_num_threads(recipe.train.num_threads)
+    if resume:
+        output_dir, run_id, checkpoint = _resumable(recipe)
+    else:
+        output_dir, run_id, checkpoint = _new_output_dir(recipe), None, None
+    splits = load_dataset(recipe.data, recipe.method.name)  # fail on bad data before loading a model
+    track = tracker(recipe, run_name=output_dir.name, run_id=run_id)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        track.log_start(recipe, splits, output_dir)
+        base_model = _pinned(recipe.model)
+        model, tokenizer = load_model(base_model)
+        method = get_method(recipe.method.name)
+        trainer = method.build_trainer(recipe, model, tokenizer, splits, str(output_dir), [track.callback()])
+        adapted = check_adapters(trainer.model, recipe.peft)
+        if adapted:
+            track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
+    except BaseException:
+        track.end("FAILED")
+        raise
+    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track,
+               base_model=dict(base_model.__dict__), resume_from=checkpoint)
+
+
+def _pinned(model_cfg):
+    """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
+    if not model_cfg.from_run:
+        return model_cfg
+    import dataclasses
+
+    import mlflow
+
+    from workbench.lineage import find_run
+
+    run_id = find_run(model_cfg.from_run).info.run_id
+    mlflow.set_tag("base_run_id", run_id)
+    return dataclasses.replace(model_cfg, from_run=run_id)
