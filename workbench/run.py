@@ -78,8 +78,8 @@ def build(recipe, resume: bool = False) -> Run:
     from workbench.data import load_dataset
     from workbench.lora import check_adapters
     from workbench.methods import get_method
-    from workbench.model import load_model
-    from workbench.track import tracker
+    from workbench.model import load_model, resolve_source
+    from workbench.track import tracker, tracking_uri
 
     if recipe.train.num_threads:
         torch.set_num_threads(recipe.train.num_threads)
@@ -87,12 +87,17 @@ def build(recipe, resume: bool = False) -> Run:
         output_dir, run_id, checkpoint = _resumable(recipe)
     else:
         output_dir, run_id, checkpoint = _new_output_dir(recipe), None, None
-    splits = load_dataset(recipe.data, recipe.method.name)  # fail on bad data before loading a model
+    # Bad data or an unreachable model fail here, before a run is opened in MLflow.
+    splits = load_dataset(recipe.data, recipe.method.name)
+    base_model = _pinned(recipe)
+    if not base_model.from_run:
+        resolve_source(base_model.name, base_model.seed)
     track = tracker(recipe, run_name=output_dir.name, run_id=run_id)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         track.log_start(recipe, splits, output_dir)
-        base_model = _pinned(recipe.model)
+        if base_model.from_run:
+            track.mlflow.set_tag("base_run_id", base_model.from_run)
         model, tokenizer = load_model(base_model)
         method = get_method(recipe.method.name)
         trainer = method.build_trainer(recipe, model, tokenizer, splits, str(output_dir), [track.callback()])
@@ -106,16 +111,17 @@ def build(recipe, resume: bool = False) -> Run:
                base_model=dict(base_model.__dict__), resume_from=checkpoint)
 
 
-def _pinned(model_cfg):
+def _pinned(recipe):
     """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
-    if not model_cfg.from_run:
-        return model_cfg
+    if not recipe.model.from_run:
+        return recipe.model
     import dataclasses
 
     import mlflow
 
     from workbench.lineage import find_run
+    from workbench.track import tracking_uri
 
-    run_id = find_run(model_cfg.from_run).info.run_id
-    mlflow.set_tag("base_run_id", run_id)
-    return dataclasses.replace(model_cfg, from_run=run_id)
+    mlflow.set_tracking_uri(tracking_uri(recipe))
+    run_id = find_run(recipe.model.from_run).info.run_id
+    return dataclasses.replace(recipe.model, from_run=run_id)

@@ -107,6 +107,9 @@ class _MetricsCallback(TrainerCallback):
                                      step=state.global_step)
 
 
+def tracking_uri(recipe) -> str:
+    return recipe.track.tracking_uri or default_tracking_uri()
+
+
 def tracker(recipe, run_name: str, run_id: str | None = None) -> Tracker:
-    uri = recipe.track.tracking_uri or default_tracking_uri()
-    return Tracker(uri, recipe.track.experiment or recipe.name, run_name, run_id)
+    return Tracker(tracking_uri(recipe), recipe.track.experiment or recipe.name, run_name, run_id)
