@@ -68,6 +68,21 @@ class PeftConfig:
 
 
 @dataclass(frozen=True)
+class MoeConfig:
+    balance: Literal["none", "aux_free", "seq_aux"] = "none"
+    bias_update_speed: float = 0.001  # aux_free: gamma, the bias step per optimizer step
+    seq_aux_alpha: float = 0.0001  # seq_aux: weight of the sequence-wise balance loss
+    telemetry: bool = True  # per-layer expert load, balance and entropy metrics
+    telemetry_every: int = 10  # log routing metrics every N optimizer steps
+    train_router: bool = True  # full fine-tuning: update the router weights
+    train_shared_experts: bool = True
+    train_routed_experts: bool = True
+    esft: Literal["none", "gate", "token"] = "none"  # expert-specialised tuning: score experts by gate or tokens
+    esft_top_p: float = 0.2  # ESFT: per layer, the fewest experts whose normalised score sum reaches this
+    esft_profile_rows: int = 128  # ESFT: training rows used to profile the base model's routing
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     max_steps: int = -1  # -1: run `epochs` epochs
     epochs: float = 1.0
@@ -110,6 +125,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     peft: PeftConfig = field(default_factory=PeftConfig)
+    moe: MoeConfig = field(default_factory=MoeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
 
@@ -290,9 +306,10 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 POSITIVE = ("train.lr", "train.batch_size", "train.grad_accum", "train.max_length", "train.eval_steps",
-            "train.logging_steps", "train.save_steps", "train.epochs", "peft.r", "peft.alpha", "method.beta")
+            "train.logging_steps", "train.save_steps", "train.epochs", "peft.r", "peft.alpha", "method.beta",
+            "moe.bias_update_speed", "moe.telemetry_every", "moe.esft_profile_rows")
 NON_NEGATIVE = ("train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "peft.dropout",
-                "data.eval_fraction", "method.desirable_weight", "method.undesirable_weight")
+                "data.eval_fraction", "method.desirable_weight", "method.undesirable_weight", "moe.seq_aux_alpha")
 
 
 def check_recipe(recipe: Recipe, label: str) -> None:
@@ -314,5 +331,11 @@ def check_recipe(recipe: Recipe, label: str) -> None:
         raise WorkbenchError(f"{label}: peft.target_modules: LoRA needs at least one target")
     if recipe.method.reference == "model" and recipe.method.name not in ("dpo", "kto"):
         raise WorkbenchError(f"{label}: method.reference: only dpo and kto use a reference model")
+    if recipe.moe.esft != "none" and not 0 < recipe.moe.esft_top_p <= 1:
+        raise WorkbenchError(f"{label}: moe.esft_top_p: must be in (0, 1], got {recipe.moe.esft_top_p}")
+    if recipe.moe.esft != "none" and recipe.train.weight_decay > 0:
+        raise WorkbenchError(f"{label}: train.weight_decay: must be 0 with moe.esft (decay would move frozen experts)")
+    if recipe.moe.esft != "none" and recipe.peft.type != "none":
+        raise WorkbenchError(f"{label}: moe.esft: trains the selected experts in full; set peft.type: none")
     if recipe.train.packing and recipe.method.name != "sft":
         raise WorkbenchError(f"{label}: train.packing: only sft packs sequences, not {recipe.method.name}")

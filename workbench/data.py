@@ -156,3 +156,17 @@ def _hold_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict],
     if n_eval >= len(rows):
         raise WorkbenchError(f"data.eval_fraction: {fraction} of {len(rows)} rows leaves nothing to train on")
     return [rows[i] for i in order[:-n_eval]], [rows[i] for i in order[-n_eval:]]
+
+
+def as_texts(dataset, tokenizer, limit: int) -> list[str]:
+    """Rows rendered as the model sees them (chat template applied), for routing profiles."""
+    texts = []
+    for row in dataset.select(range(min(limit, len(dataset)))):
+        if "messages" in row:
+            turns = row["messages"]
+        else:
+            answer = row.get("chosen", row.get("completion"))
+            turns = (row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]) + \
+                    (answer if isinstance(answer, list) else [{"role": "assistant", "content": answer}])
+        texts.append(tokenizer.apply_chat_template(turns, tokenize=False))
+    return texts

@@ -1,50 +1,74 @@
-"""LoRA through PEFT, and a check of which modules really got adapters.
+"""LoRA through PEFT, with targets resolved for DeepSeek-V3 and verified after wrapping.
 
-    from workbench.lora import lora_config, adapter_report, check_adapters
-    peft_config = lora_config(recipe.peft)          # None when peft.type is none
-    check_adapters(trainer.model, recipe.peft)      # fails when a requested target got no adapter
+    from workbench.lora import wrap
+    model, report = wrap(model, recipe.peft)     # report: adapters per group, e.g. {"attention": 20}
 
-PEFT can silently skip a requested target on DeepSeek-V3 (it rewrites gate_proj/up_proj/down_proj
-into expert parameters), so the workbench counts adapters after wrapping instead of trusting the config.
+PEFT 0.21 rewrites gate_proj/up_proj/down_proj (and all-linear) on deepseek_v3 into the routed experts'
+3D parameters, silently leaving the dense MLP and the shared experts without LoRA (a conversion meant
+for adapters trained under transformers v4). The workbench names its targets in v5 terms, so it turns
+that conversion off while wrapping and loading, then counts what each group really got and fails when
+a requested group got nothing.
 """
 
-from collections import Counter
+import contextlib
 
 from workbench.errors import WorkbenchError
+from workbench.moe.targets import classify_adapters, expected_counts, resolve_targets
 
 
-def lora_config(cfg):
-    if cfg.type == "none":
-        return None
+@contextlib.contextmanager
+def v5_target_names(model):
+    """Disable PEFT's v4->v5 MoE target rewrite for this model type while the block runs."""
+    from peft.utils import transformers_weight_conversion as conversion
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    saved = conversion._MODEL_TO_CONVERSION_PATTERN.pop(model_type, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            conversion._MODEL_TO_CONVERSION_PATTERN[model_type] = saved
+
+
+def lora_config(cfg, model):
     from peft import LoraConfig
 
-    return LoraConfig(
+    spec = resolve_targets(model, list(cfg.target_modules))
+    for notice in spec.notices:
+        print(f"notice: peft.target_modules: {notice}")
+    config = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
+        target_modules=spec.module_regex(model) or [],
+        target_parameters=spec.target_parameters() or None,
         modules_to_save=list(cfg.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
+    return config, spec
 
 
-def adapter_report(model) -> Counter:
-    """Adapted modules per leaf name, e.g. {'q_a_proj': 3, 'o_proj': 4}."""
-    counts = Counter()
-    for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and len(getattr(module, "lora_A", {})) > 0:
-            counts[name.rsplit(".", 1)[-1]] += 1
-    return counts
-
-
-def check_adapters(model, cfg) -> Counter:
+def wrap(model, cfg):
+    """(PeftModel, adapters per group); raises when a requested group got no adapter."""
     if cfg.type == "none":
-        return Counter()
-    report = adapter_report(model)
-    missing = [target for target in cfg.target_modules if report.get(target, 0) == 0]
-    if missing:
-        raise WorkbenchError(
-            f"peft.target_modules: no adapter was attached to {', '.join(missing)} "
-            f"(adapted: {dict(report) or 'nothing'})"
-        )
-    return report
+        return model, {}
+    from peft import get_peft_model
+
+    config, spec = lora_config(cfg, model)
+    with v5_target_names(model):
+        wrapped = get_peft_model(model, config)
+    report = classify_adapters(wrapped)
+    expected = expected_counts(model, spec) if hasattr(model.config, "first_k_dense_replace") else {}
+    missing = [group for group, n in expected.items() if n > 0 and report.get(group, 0) == 0]
+    if missing or not report:
+        raise WorkbenchError(f"peft.target_modules: no adapter was attached to {', '.join(missing) or 'anything'} "
+                             f"(adapted: {report or 'nothing'})")
+    return wrapped, report
+
+
+def load_adapter(model, path: str):
+    """Load a saved adapter onto its base model under the same target naming it was trained with."""
+    from peft import PeftModel
+
+    with v5_target_names(model):
+        return PeftModel.from_pretrained(model, path)

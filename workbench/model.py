@@ -159,9 +159,10 @@ def load_final(path: Path):
     base_cfg = ModelConfig(**{k: v for k, v in info["base_model"].items()})
     if not info["adapter"]:
         return _from_pretrained(str(path), base_cfg)
-    from peft import PeftModel
     from transformers import AutoTokenizer
 
+    from workbench.lora import load_adapter
+
     base, _ = load_model(base_cfg)
-    merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    merged = load_adapter(base, str(path)).merge_and_unload()
     return merged, AutoTokenizer.from_pretrained(str(path))

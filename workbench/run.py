@@ -30,6 +30,8 @@ class Run:
     tracker: object
     base_model: dict
     resume_from: str | None = None
+    moe: object | None = None
+    esft_selection: dict | None = None
     status: str = "RUNNING"
 
     def train(self):
@@ -40,6 +42,10 @@ class Run:
         self.trainer.save_model(str(final_dir))  # adapter for LoRA, full weights otherwise
         self.trainer.processing_class.save_pretrained(str(final_dir))
         write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
+        if self.esft_selection:
+            from workbench.moe.patch import save_expert_patch
+
+            save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
         self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
@@ -76,8 +82,6 @@ def build(recipe, resume: bool = False) -> Run:
     import torch
 
     from workbench.data import load_dataset
-    from workbench.lora import check_adapters
-    from workbench.methods import get_method
     from workbench.model import load_model, resolve_source
     from workbench.track import tracker, tracking_uri
 
@@ -99,16 +103,40 @@ def build(recipe, resume: bool = False) -> Run:
         if base_model.from_run:
             track.mlflow.set_tag("base_run_id", base_model.from_run)
         model, tokenizer = load_model(base_model)
-        method = get_method(recipe.method.name)
-        trainer = method.build_trainer(recipe, model, tokenizer, splits, str(output_dir), [track.callback()])
-        adapted = check_adapters(trainer.model, recipe.peft)
-        if adapted:
-            track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
+        trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track)
     except BaseException:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track,
-               base_model=dict(base_model.__dict__), resume_from=checkpoint)
+               base_model=dict(base_model.__dict__), resume_from=checkpoint, moe=moe, esft_selection=selection)
+
+
+def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track):
+    """Model surgery in order: trainable groups, ESFT, reference copy, LoRA; then the trainer and MoE plugin."""
+    from workbench.data import as_texts
+    from workbench.lora import wrap
+    from workbench.methods import get_method
+    from workbench.methods.common import reference_model
+    from workbench.moe import control, plugin
+
+    control.apply_trainable(model, recipe.moe)
+    selection = None
+    if recipe.moe.esft != "none":
+        texts = as_texts(splits.train, tokenizer, recipe.moe.esft_profile_rows)
+        selection = control.esft_select(model, tokenizer, texts, recipe.moe)
+        trainable = control.esft_restrict(model, selection)
+        total = sum(p.numel() for p in model.parameters())
+        track.log_esft(selection, trainable, total)
+    reference = reference_model(recipe, model)
+    model, adapted = wrap(model, recipe.peft)
+    if adapted:
+        track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
+        print(f"LoRA adapters: {', '.join(f'{k} {v}' for k, v in adapted.items())}")
+    callbacks = [track.callback()]
+    trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
+                                                           callbacks, reference=reference)
+    moe = plugin.attach(trainer, recipe.moe, track, output_dir)
+    return trainer, moe, selection
 
 
 def _pinned(recipe):

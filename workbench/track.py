@@ -80,10 +80,25 @@ class Tracker:
             **recipe.track.tags,
         })
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        clean = {metric_name(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    def log_metrics(self, metrics: dict[str, float], step: int, raw: bool = False) -> None:
+        """Trainer logs get `train/` or `eval/` prefixes; `raw` names (e.g. `moe/layer1/cv`) are kept."""
+        name = (lambda k: re.sub(r"[^A-Za-z0-9_\-./ ]", "_", k)) if raw else metric_name
+        clean = {name(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         if clean:
             self.mlflow.log_metrics(clean, step=step)
+
+    def log_esft(self, selection: dict[int, list[int]], trainable: int, total: int) -> None:
+        """The experts ESFT trains, as a table artifact and as params."""
+        rows = [{"layer": layer, "experts": " ".join(map(str, experts)), "n_selected": len(experts)}
+                for layer, experts in selection.items()]
+        self.mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, artifact_file="moe/esft_selection.json")
+        self.mlflow.log_params({"esft.trainable_params": trainable, "esft.total_params": total,
+                                **{f"esft.layer{r['layer']}": r["experts"] for r in rows}})
+        print(f"ESFT: training {sum(len(e) for e in selection.values())} experts "
+              f"({trainable:,} of {total:,} parameters, {trainable / total:.1%})")
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
     def callback(self) -> TrainerCallback:
         return _MetricsCallback(self)

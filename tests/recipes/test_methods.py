@@ -43,8 +43,8 @@ def test_sft_lowers_eval_loss_and_records_the_run(isolated, peft):
     weights = "model/adapter_model.safetensors" if peft == "lora" else "model/model.safetensors"
     assert weights in artifacts and "model/workbench_model.json" in artifacts
     assert "recipe.yaml" in {a.path for a in client.list_artifacts(run.tracker.run_id)}
-    if peft == "lora":  # every requested attention projection got adapters (3 MoE layers + 1 dense = 4 each)
-        assert record.data.params["peft.adapted.q_a_proj"] == "4"
+    if peft == "lora":  # 5 MLA projections in each of the 4 layers
+        assert record.data.params["peft.adapted.attention"] == "20"
 
 
 def test_dpo_starts_at_ln2_and_moves(isolated):

@@ -6,11 +6,10 @@ With LoRA and `method.reference: adapter` the reference is the same model with i
 
 from trl import DPOConfig, DPOTrainer
 
-from workbench.lora import lora_config
-from workbench.methods.common import reference_model, shared_args
+from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
     extra = {"loss_type": [recipe.method.loss_type]} if recipe.method.loss_type else {}
     args = DPOConfig(
         **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
@@ -21,11 +20,10 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
     )
     return DPOTrainer(
         model=model,
-        ref_model=reference_model(recipe, model),
+        ref_model=reference,
         args=args,
         train_dataset=splits.train,
         eval_dataset=splits.eval,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.peft),
         callbacks=callbacks,
     )

@@ -2,11 +2,10 @@
 
 from trl import KTOConfig, KTOTrainer
 
-from workbench.lora import lora_config
-from workbench.methods.common import reference_model, shared_args
+from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
     args = KTOConfig(
         **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
         beta=recipe.method.beta,
@@ -17,11 +16,10 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
     )
     return KTOTrainer(
         model=model,
-        ref_model=reference_model(recipe, model),
+        ref_model=reference,
         args=args,
         train_dataset=splits.train,
         eval_dataset=splits.eval,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.peft),
         callbacks=callbacks,
     )

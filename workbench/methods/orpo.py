@@ -2,11 +2,10 @@
 
 import os
 
-from workbench.lora import lora_config
 from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.experimental in TRL 1.x
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
@@ -22,6 +21,5 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         train_dataset=splits.train,
         eval_dataset=splits.eval,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.peft),
         callbacks=callbacks,
     )

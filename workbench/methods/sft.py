@@ -2,11 +2,10 @@
 
 from trl import SFTConfig, SFTTrainer
 
-from workbench.lora import lora_config
 from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
     args = SFTConfig(
         **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
         max_length=recipe.train.max_length,
@@ -20,6 +19,5 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         train_dataset=splits.train,
         eval_dataset=splits.eval,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.peft),
         callbacks=callbacks,
     )

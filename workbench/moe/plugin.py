@@ -1,0 +1,149 @@
+"""MoE behaviour for any TRL trainer: routing telemetry, auxiliary-loss-free balancing, sequence-wise aux loss.
+
+    from workbench.moe.plugin import attach
+    moe = attach(trainer, recipe.moe, tracker, output_dir)   # after the trainer is built; None for dense models
+
+Plugs in as a `TrainerCallback` plus a wrapper around the trainer's `compute_loss`, so SFT, DPO, KTO and
+ORPO all get it without subclassing. `moe.balance: aux_free` applies DeepSeek-V3's update (tech report
+2.1.2) after every optimizer step, from the loads of the whole step (all micro-batches, all ranks):
+`bias_i += gamma * sign(mean_load - load_i)`, per layer, in fp32.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from workbench.moe.routing import RoutingRecorder, find_routers, js_divergence, load_stats
+
+LOAD_ARTIFACT = "moe/expert_load.npz"
+
+
+def attach(trainer, cfg, tracker, output_dir: Path):
+    model = trainer.model
+    if not find_routers(model):
+        return None
+    if cfg.balance == "none" and not cfg.telemetry:
+        return None
+    recorder = RoutingRecorder(model, seq_aux_alpha=cfg.seq_aux_alpha if cfg.balance == "seq_aux" else 0.0)
+    callback = MoeCallback(recorder, cfg, tracker, output_dir)
+    trainer.add_callback(callback)
+    if cfg.balance == "seq_aux":
+        trainer.compute_loss = _with_seq_aux(trainer.compute_loss, recorder, cfg.seq_aux_alpha, callback)
+    return callback
+
+
+def _with_seq_aux(compute_loss, recorder: RoutingRecorder, alpha: float, callback):
+    def wrapped(model, inputs, return_outputs=False, **kwargs):
+        recorder.seq_aux_terms.clear()
+        result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if not recorder.seq_aux_terms:
+            return result
+        aux = alpha * torch.stack(recorder.seq_aux_terms).sum()  # summed over MoE layers
+        recorder.seq_aux_terms.clear()
+        callback.seq_aux_values.append(aux.detach().float().item())
+        if return_outputs:
+            loss, outputs = result
+            return loss + aux.to(loss.dtype), outputs
+        return result + aux.to(result.dtype)
+
+    return wrapped
+
+
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum across data-parallel ranks so every rank applies the same bias update."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def balance_bias_update(routers, loads: torch.Tensor, gamma: float) -> None:
+    """DeepSeek-V3's aux-loss-free step: raise the bias of underloaded experts, lower overloaded ones."""
+    with torch.no_grad():
+        for (_, router), layer_loads in zip(routers, loads):  # layer_loads: (E,)
+            bias = router.e_score_correction_bias
+            direction = torch.sign(layer_loads.mean() - layer_loads).to(device=bias.device, dtype=torch.float32)
+            bias.copy_(bias.float() + gamma * direction)
+
+
+class MoeCallback(TrainerCallback):
+    def __init__(self, recorder: RoutingRecorder, cfg, tracker, output_dir: Path):
+        self.recorder, self.cfg, self.tracker, self.output_dir = recorder, cfg, tracker, output_dir
+        self.history: list[np.ndarray] = []  # per optimizer step: (layers, E) loads
+        self.steps: list[int] = []
+        self.window: list[torch.Tensor] = []  # loads since the last telemetry log
+        self.entropy_window: list[torch.Tensor] = []
+        self.seq_aux_values: list[float] = []
+        self.eval_base: torch.Tensor | None = None
+        self.eval_last: torch.Tensor | None = None
+        for _, router in recorder.routers:  # the bias must stay fp32 whatever the model dtype
+            router.e_score_correction_bias.data = router.e_score_correction_bias.data.float()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        bucket = self.recorder.take("train")
+        loads = _all_reduce(bucket.loads)
+        if self.cfg.balance == "aux_free":
+            balance_bias_update(self.recorder.routers, loads, self.cfg.bias_update_speed)
+        self.history.append(loads.float().cpu().numpy())
+        self.steps.append(state.global_step)
+        self.window.append(loads)
+        self.entropy_window.append(bucket.entropy)
+        if state.global_step % self.cfg.telemetry_every == 0 and state.is_world_process_zero:
+            self._log_window(state.global_step)
+
+    def _log_window(self, step: int) -> None:
+        if not self.window or not self.cfg.telemetry:
+            return
+        loads = torch.stack(self.window).sum(0)
+        stats = load_stats(loads)
+        entropy = torch.stack(self.entropy_window).mean(0)
+        metrics = {}
+        for i, layer in enumerate(self.recorder.layers):
+            for name, values in stats.items():
+                metrics[f"moe/layer{layer}/{name}"] = values[i].item()
+            metrics[f"moe/layer{layer}/router_entropy"] = entropy[i].item()
+            metrics[f"moe/layer{layer}/bias_abs_mean"] = (
+                self.recorder.routers[i][1].e_score_correction_bias.abs().mean().item())
+        for name, values in stats.items():
+            metrics[f"moe/mean/{name}"] = values.mean().item()
+        if self.seq_aux_values:
+            metrics["moe/seq_aux_loss"] = float(np.mean(self.seq_aux_values))
+            self.seq_aux_values.clear()
+        self.tracker.log_metrics(metrics, step=step, raw=True)
+        self.window.clear()
+        self.entropy_window.clear()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        loads = _all_reduce(self.recorder.take("eval").loads)
+        if loads.sum() == 0 or not state.is_world_process_zero:
+            return
+        if self.eval_base is None:
+            self.eval_base = loads
+        self.eval_last = loads
+        drift = js_divergence(self.eval_base, loads)
+        metrics = {f"moe/layer{layer}/eval_drift_js": drift[i].item() for i, layer in enumerate(self.recorder.layers)}
+        metrics["moe/mean/eval_drift_js"] = drift.mean().item()
+        eval_stats = load_stats(loads)
+        metrics["moe/mean/eval_max_over_mean"] = eval_stats["max_over_mean"].mean().item()
+        self.tracker.log_metrics(metrics, step=state.global_step, raw=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self._log_window(state.global_step)
+        self.save_artifact()
+
+    def save_artifact(self) -> Path | None:
+        if not self.history:
+            return None
+        path = self.output_dir / LOAD_ARTIFACT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {}
+        if self.eval_base is not None:
+            extra = {"eval_before": self.eval_base.cpu().numpy(), "eval_after": self.eval_last.cpu().numpy()}
+        biases = np.stack([r.e_score_correction_bias.detach().float().cpu().numpy() for _, r in self.recorder.routers])
+        np.savez_compressed(path, loads=np.stack(self.history), steps=np.array(self.steps),
+                            layers=np.array(self.recorder.layers), bias=biases, **extra)
+        self.tracker.log_artifact(path, "moe")
+        return path
