@@ -153,16 +153,25 @@ def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
 
 def load_final(path: Path):
     """Rebuild a run's final model: its base (recursively) with the LoRA adapter merged, or the full model."""
+    model, tokenizer = load_unmerged(path)
+    return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), tokenizer
+
+
+def load_unmerged(path: Path):
+    """A run's final model as trained: base + PEFT adapter (not merged), or the full model."""
     from workbench.config import ModelConfig
+    from workbench.moe.patch import load_router_bias
 
     info = json.loads((path / FINAL_MODEL_INFO).read_text())
-    base_cfg = ModelConfig(**{k: v for k, v in info["base_model"].items()})
+    base_cfg = ModelConfig(**info["base_model"])
     if not info["adapter"]:
-        return _from_pretrained(str(path), base_cfg)
-    from transformers import AutoTokenizer
+        model, tokenizer = _from_pretrained(str(path), base_cfg)
+    else:
+        from transformers import AutoTokenizer
 
-    from workbench.lora import load_adapter
+        from workbench.lora import load_adapter
 
-    base, _ = load_model(base_cfg)
-    merged = load_adapter(base, str(path)).merge_and_unload()
-    return merged, AutoTokenizer.from_pretrained(str(path))
+        base, _ = load_model(base_cfg)
+        model, tokenizer = load_adapter(base, str(path)), AutoTokenizer.from_pretrained(str(path))
+    load_router_bias(model, path)
+    return model, tokenizer

@@ -42,9 +42,10 @@ class Run:
         self.trainer.save_model(str(final_dir))  # adapter for LoRA, full weights otherwise
         self.trainer.processing_class.save_pretrained(str(final_dir))
         write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
-        if self.esft_selection:
-            from workbench.moe.patch import save_expert_patch
+        from workbench.moe.patch import save_expert_patch, save_router_bias
 
+        save_router_bias(self.trainer.model, final_dir)
+        if self.esft_selection:
             save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
         self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         _write_info(self.output_dir, self.tracker.run_id, "finished")

@@ -59,7 +59,7 @@ def select_experts(scores: torch.Tensor, top_p: float) -> list[list[int]]:
         share = layer_scores / layer_scores.sum().clamp_min(1e-12)
         order = torch.argsort(share, descending=True)
         cumulative = torch.cumsum(share[order], 0)
-        count = int(torch.searchsorted(cumulative, torch.tensor(top_p - 1e-9, dtype=cumulative.dtype)).item()) + 1
+        count = int(torch.searchsorted(cumulative, torch.tensor(top_p - 1e-6, dtype=cumulative.dtype)).item()) + 1
         selection.append(sorted(order[:count].tolist()))
     return selection
 

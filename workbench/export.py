@@ -1,0 +1,95 @@
+"""Export a run as one plain model directory, and prove it computes what the trained run computes.
+
+    workbench export <run id | experiment name | final dir> [--out DIR] [--tolerance 1e-4]
+    workbench apply-patch <final dir with expert_patch.json> --out DIR
+
+LoRA (expert LoRA on the 3D routed-expert parameters included) is merged into the base weights; an
+ESFT expert patch is applied onto its base model; router biases from aux-free balancing are carried.
+The result is saved, reloaded with plain `AutoModelForCausalLM.from_pretrained`, and its logits are
+compared with the unmerged model's on sample inputs; a difference above the tolerance fails.
+"""
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from workbench.errors import WorkbenchError
+from workbench.model import FINAL_MODEL_INFO
+
+SAMPLES = [
+    "The indemnifying party shall defend and hold harmless the other party from third-party claims.",
+    "A tenant who withholds rent must usually give written notice of the defect first.",
+    "What is the difference between a void and a voidable contract?",
+]
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    max_abs_diff: float
+    kind: str  # "lora-merge", "expert-patch" or "full"
+
+
+def final_dir_of(ref: str) -> tuple[Path, str | None]:
+    """(final dir, MLflow run id or None) for a run id, an experiment name or a directory."""
+    path = Path(ref)
+    if (path / FINAL_MODEL_INFO).is_file():
+        return path, None
+    if (path / "final" / FINAL_MODEL_INFO).is_file():
+        return path / "final", None
+    from workbench.lineage import find_run, run_output
+
+    return run_output(ref), find_run(ref).info.run_id
+
+
+def sample_logits(model, tokenizer) -> torch.Tensor:
+    batch = tokenizer(SAMPLES, return_tensors="pt", padding=True)
+    model.eval()
+    with torch.no_grad():
+        return model(**{k: v.to(model.device) for k, v in batch.items()}).logits.float().cpu()
+
+
+def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportResult:
+    from transformers import AutoModelForCausalLM
+
+    from workbench.model import load_unmerged
+    from workbench.moe.patch import PATCH_INFO, apply_patch
+
+    final, run_id = final_dir_of(ref)
+    out_dir = Path(out) if out else final.parent / "export"
+    tuned, tokenizer = load_unmerged(final)
+    if (final / PATCH_INFO).is_file():
+        exported, _ = apply_patch(final)
+        kind = "expert-patch"
+    elif hasattr(tuned, "merge_and_unload"):
+        exported, kind = copy.deepcopy(tuned).merge_and_unload(), "lora-merge"
+    else:
+        exported, kind = tuned, "full"
+    exported.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=exported.dtype)
+    diff = (sample_logits(reloaded, tokenizer) - sample_logits(tuned, tokenizer)).abs().max().item()
+    if run_id:
+        import mlflow
+
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metric("export/max_abs_logit_diff", diff)
+            mlflow.set_tag("export_dir", str(out_dir))
+    if diff > tolerance:
+        raise WorkbenchError(f"export: the exported model differs from the trained one by {diff:.3g} "
+                             f"(tolerance {tolerance:g}); not safe to use: {out_dir}")
+    return ExportResult(out_dir=out_dir, max_abs_diff=diff, kind=kind)
+
+
+def apply_patch_to_dir(patch_dir: str, out: str) -> Path:
+    from workbench.moe.patch import PATCH_INFO, apply_patch
+
+    source = Path(patch_dir)
+    if not (source / PATCH_INFO).is_file():
+        raise WorkbenchError(f"{patch_dir}: no {PATCH_INFO} here (an ESFT run's final/ directory holds one)")
+    model, tokenizer = apply_patch(source)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return Path(out)
