@@ -1,6 +1,7 @@
 # The front door. Every target installs what it needs on first use (`make setup` does only that).
 #   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1]
 #   make validate RECIPE=legal
+#   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
 #   make test
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,12 +10,18 @@ STAMP := $(VENV)/.installed
 RECIPE ?= legal
 OVERRIDES ?=
 RESUME ?=
+TARGET ?= deepseek-v3-tiny
+SUITE ?= standard
+LIMIT ?=
+SOURCE ?= local
+# local evals never touch the hub
+EVAL_OFFLINE := $(if $(filter hub,$(SOURCE)),0,1)
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate test clean
+.PHONY: setup finetune validate eval test clean
 
 setup: $(STAMP)
 
@@ -31,6 +38,10 @@ finetune: $(STAMP)
 
 validate: $(STAMP)
 	$(VENV)/bin/workbench validate $(RECIPE) $(OVERRIDES)
+
+eval: $(STAMP)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-$(EVAL_OFFLINE)} HF_DATASETS_OFFLINE=$${HF_DATASETS_OFFLINE-$(EVAL_OFFLINE)} \
+	$(VENV)/bin/workbench eval $(TARGET) --suite $(SUITE) --source $(SOURCE) $(if $(LIMIT),--limit $(LIMIT))
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests

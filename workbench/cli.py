@@ -3,6 +3,8 @@
     workbench finetune legal train.max_steps=5     # train a recipe (name under recipes/ or a path)
     workbench finetune legal --resume              # continue the newest unfinished run from its checkpoint
     workbench validate legal                       # check a recipe and its data without training
+    workbench export legal                         # merged, verified model dir from the newest legal run
+    workbench eval deepseek-v3-tiny --suite smoke  # score a run id, model dir, hub id or preset (evals/suites.yaml)
 
 Errors in the user's input print one line naming the file and key (or row and field) and exit with 2.
 The last line of `finetune` is `run_id=<id> output_dir=<path>` for scripts.
@@ -25,6 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a recipe and its data without training")
     validate.add_argument("recipe")
     validate.add_argument("overrides", nargs="*")
+    export = sub.add_parser("export", help="merge LoRA / apply an expert patch into a plain model dir, verified")
+    export.add_argument("run", help="MLflow run id, experiment name (newest finished run) or a final/ directory")
+    export.add_argument("--out", help="output directory (default: <run output>/export)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed logit difference")
+    patch = sub.add_parser("apply-patch", help="apply an ESFT expert patch to its base model")
+    patch.add_argument("patch_dir", help="an ESFT run's final/ directory")
+    patch.add_argument("--out", required=True)
+    evaluate = sub.add_parser("eval", help="score a model on an eval suite (evals/suites.yaml)")
+    evaluate.add_argument("target", help="MLflow run id (scores are logged onto it), model directory, hub id or preset")
+    evaluate.add_argument("--suite", default="standard", help="suite name in evals/suites.yaml")
+    evaluate.add_argument("--limit", type=int, help="rows per task (overrides the suite's limits)")
+    evaluate.add_argument("--source", default="local", help="local (offline data, default) or hub")
+    evaluate.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -55,7 +70,41 @@ def cmd_validate(args) -> int:
     return 0
 
 
-COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate}
+def cmd_export(args) -> int:
+    from workbench.export import export
+
+    result = export(args.run, out=args.out, tolerance=args.tolerance)
+    print(f"exported ({result.kind}); max |logit difference| vs the trained model: {result.max_abs_diff:.2e}")
+    print(f"export_dir={result.out_dir}")
+    return 0
+
+
+def cmd_apply_patch(args) -> int:
+    from workbench.export import apply_patch_to_dir
+
+    print(f"patched model: {apply_patch_to_dir(args.patch_dir, args.out)}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import time
+
+    from workbench.evaluate import check_suite, format_scores, load_target, log_to_run, run_suite
+
+    start = time.perf_counter()
+    check_suite(args.suite, args.source, args.limit)  # fail on bad input before loading a model
+    model, tokenizer, run_id = load_target(args.target)
+    result = run_suite(model, tokenizer, args.suite, limit=args.limit, source=args.source, batch_size=args.batch_size)
+    print(format_scores(result))
+    if run_id:
+        log_to_run(run_id, result, prefix="eval" if args.source == "local" else "eval_hub")
+        print(f"logged onto run {run_id}")
+    print(f"{args.suite} ({args.source}) on {args.target}: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
+            "apply-patch": cmd_apply_patch}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,6 +108,15 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    suite: str | None = None  # a suite of evals/suites.yaml run before and after training
+    limit: int | None = None  # rows per task (overrides the suite's limits)
+    retention_suite: str | None = None  # general skills that must survive fine-tuning
+    retention_tolerance: float = 0.02  # largest allowed drop of any retention score (absolute)
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
 class TrackConfig:
     experiment: str | None = None  # default: the recipe's name
     tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI or sqlite:///<project>/mlflow.db
@@ -127,6 +136,7 @@ class Recipe:
     peft: PeftConfig = field(default_factory=PeftConfig)
     moe: MoeConfig = field(default_factory=MoeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -309,7 +319,8 @@ POSITIVE = ("train.lr", "train.batch_size", "train.grad_accum", "train.max_lengt
             "train.logging_steps", "train.save_steps", "train.epochs", "peft.r", "peft.alpha", "method.beta",
             "moe.bias_update_speed", "moe.telemetry_every", "moe.esft_profile_rows")
 NON_NEGATIVE = ("train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "peft.dropout",
-                "data.eval_fraction", "method.desirable_weight", "method.undesirable_weight", "moe.seq_aux_alpha")
+                "data.eval_fraction", "method.desirable_weight", "method.undesirable_weight", "moe.seq_aux_alpha",
+                "eval.retention_tolerance")
 
 
 def check_recipe(recipe: Recipe, label: str) -> None:
@@ -331,6 +342,15 @@ def check_recipe(recipe: Recipe, label: str) -> None:
         raise WorkbenchError(f"{label}: peft.target_modules: LoRA needs at least one target")
     if recipe.method.reference == "model" and recipe.method.name not in ("dpo", "kto"):
         raise WorkbenchError(f"{label}: method.reference: only dpo and kto use a reference model")
+    for key in ("suite", "retention_suite"):
+        suite = getattr(recipe.eval, key)
+        if suite is not None:
+            from workbench.eval_tasks import suite_names  # reads evals/suites.yaml only
+
+            if suite not in suite_names():
+                raise WorkbenchError(f"{label}: eval.{key}: unknown suite '{suite}' (known: {', '.join(suite_names())})")
+    if recipe.eval.limit is not None and recipe.eval.limit <= 0:
+        raise WorkbenchError(f"{label}: eval.limit: must be > 0, got {recipe.eval.limit}")
     if recipe.moe.esft != "none" and not 0 < recipe.moe.esft_top_p <= 1:
         raise WorkbenchError(f"{label}: moe.esft_top_p: must be in (0, 1], got {recipe.moe.esft_top_p}")
     if recipe.moe.esft != "none" and recipe.train.weight_decay > 0:

@@ -32,11 +32,14 @@ class Run:
     resume_from: str | None = None
     moe: object | None = None
     esft_selection: dict | None = None
+    base_scores: dict | None = None
     status: str = "RUNNING"
 
     def train(self):
         self.status = "FAILED"
         _write_info(self.output_dir, self.tracker.run_id, "running")
+        if not self.resume_from:
+            self.base_scores = self._evaluate("base")
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
         self.trainer.save_model(str(final_dir))  # adapter for LoRA, full weights otherwise
@@ -48,9 +51,36 @@ class Run:
         if self.esft_selection:
             save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
         self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
+        tuned = self._evaluate("eval")
+        if self.recipe.eval.retention_suite:
+            from workbench.retention import retention_gate
+
+            retention_gate(self.tracker, self.base_scores or {}, tuned, self.recipe.eval)
         _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
         return result
+
+    def _evaluate(self, prefix: str) -> dict[str, float]:
+        """The recipe's eval suites on the model as it is now; scores logged as `<prefix>/<task>/<metric>`."""
+        cfg = self.recipe.eval
+        suites = [s for s in dict.fromkeys((cfg.suite, cfg.retention_suite)) if s]
+        if not suites:
+            return {}
+        from workbench.evaluate import format_scores, log_to_run, run_suite
+
+        model = self.trainer.model
+        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # adapters stay active
+        was_training = model.training
+        model.eval()
+        scores = {}
+        for suite in suites:
+            print(f"Evaluating suite '{suite}' ({'before' if prefix == 'base' else 'after'} training)...")
+            result = run_suite(model, self.trainer.processing_class, suite, limit=cfg.limit, batch_size=cfg.batch_size)
+            log_to_run(self.tracker.run_id, result, prefix=prefix, tracking_uri=self.tracker.uri)
+            print(format_scores(result))
+            scores.update(result["scores"])
+        model.train(was_training)
+        return scores
 
     def close(self):
         self.tracker.end("FINISHED" if self.status == "FINISHED" else "KILLED" if self.status == "RUNNING" else "FAILED")

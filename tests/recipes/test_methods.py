@@ -5,35 +5,18 @@ import math
 
 import mlflow
 import pytest
+from conftest import FAST, history
 
 from workbench.config import load_recipe
 from workbench.run import build
 
-FAST = ["train.batch_size=4", "train.max_length=256", "train.logging_steps=1", "train.save_steps=100",
-        "data.max_rows=48", "data.eval_fraction=0.1"]
-
-
-def _train(isolated, recipe, extra):
-    run = build(load_recipe(recipe, isolated["overrides"] + FAST + extra))
-    try:
-        run.train()
-    finally:
-        run.close()
-    mlflow.set_tracking_uri(isolated["uri"])
-    return run, mlflow.MlflowClient()
-
-
-def _history(client, run_id, key):
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
-
-
 @pytest.mark.parametrize("peft", ["lora", "none"])
-def test_sft_lowers_eval_loss_and_records_the_run(isolated, peft):
-    run, client = _train(isolated, "legal", [f"peft.type={peft}", "train.max_steps=8", "train.eval_steps=8"])
-    eval_loss = _history(client, run.tracker.run_id, "eval/loss")
+def test_sft_lowers_eval_loss_and_records_the_run(train, peft):
+    run, client = train("legal", [f"peft.type={peft}", "train.max_steps=8", "train.eval_steps=8"])
+    eval_loss = history(client, run.tracker.run_id, "eval/loss")
     assert len(eval_loss) == 2 and eval_loss[-1] < eval_loss[0] - 0.5  # baseline at step 0, then after training
-    assert len(_history(client, run.tracker.run_id, "train/loss")) == 8
-    assert len(_history(client, run.tracker.run_id, "train/learning_rate")) == 8
+    assert len(history(client, run.tracker.run_id, "train/loss")) == 8
+    assert len(history(client, run.tracker.run_id, "train/learning_rate")) == 8
     record = client.get_run(run.tracker.run_id)
     assert record.info.status == "FINISHED"
     assert record.data.tags["method"] == "sft" and record.data.tags["base_model"] == "deepseek-v3-tiny"
@@ -47,35 +30,34 @@ def test_sft_lowers_eval_loss_and_records_the_run(isolated, peft):
         assert record.data.params["peft.adapted.attention"] == "20"
 
 
-def test_dpo_starts_at_ln2_and_moves(isolated):
-    run, client = _train(isolated, "legal-dpo", ["model.from_run=null", "train.max_steps=6", "train.eval_steps=6",
+def test_dpo_starts_at_ln2_and_moves(train):
+    run, client = train("legal-dpo", ["model.from_run=null", "train.max_steps=6", "train.eval_steps=6",
                                                  "train.lr=5e-3"])
-    losses = _history(client, run.tracker.run_id, "train/loss")
-    eval_loss = _history(client, run.tracker.run_id, "eval/loss")
+    losses = history(client, run.tracker.run_id, "train/loss")
+    eval_loss = history(client, run.tracker.run_id, "eval/loss")
     assert eval_loss[0] == pytest.approx(math.log(2), abs=1e-4)  # zero-init adapter: policy == reference
     assert losses[0] == pytest.approx(math.log(2), abs=1e-4)
     assert eval_loss[-1] != pytest.approx(math.log(2), abs=1e-3)
-    assert _history(client, run.tracker.run_id, "eval/rewards/accuracies")
+    assert history(client, run.tracker.run_id, "eval/rewards/accuracies")
 
 
-def test_kto_trains_on_unpaired_rows(isolated):
-    run, client = _train(isolated, "legal-dpo", ["model.from_run=null", "method.name=kto", "train.max_steps=4",
+def test_kto_trains_on_unpaired_rows(train):
+    run, client = train("legal-dpo", ["model.from_run=null", "method.name=kto", "train.max_steps=4",
                                                  "train.eval_steps=4", "data.train=data/legal/kto.jsonl"])
-    assert len(_history(client, run.tracker.run_id, "train/loss")) == 4
+    assert len(history(client, run.tracker.run_id, "train/loss")) == 4
     assert (run.output_dir / "final" / "adapter_model.safetensors").is_file()
 
 
-def test_orpo_lowers_its_loss(isolated):
-    run, client = _train(isolated, "legal-dpo", ["model.from_run=null", "method.name=orpo", "train.max_steps=8",
+def test_orpo_lowers_its_loss(train):
+    run, client = train("legal-dpo", ["model.from_run=null", "method.name=orpo", "train.max_steps=8",
                                                  "train.eval_steps=8", "train.lr=5e-3", "peft.modules_to_save=[lm_head]"])
-    eval_loss = _history(client, run.tracker.run_id, "eval/loss")
+    eval_loss = history(client, run.tracker.run_id, "eval/loss")
     assert eval_loss[-1] < eval_loss[0]
 
 
-def test_dpo_continues_from_a_finished_sft_run(isolated):
-    sft, client = _train(isolated, "legal", ["train.max_steps=2", "train.eval_steps=2"])
-    extra = [f"train.output_dir={isolated['tmp'] / 'dpo'}", "train.max_steps=1", "train.eval_steps=1"]
-    dpo, _ = _train(isolated, "legal-dpo", extra)
+def test_dpo_continues_from_a_finished_sft_run(train):
+    sft, client = train("legal", ["train.max_steps=2", "train.eval_steps=2"])
+    dpo, _ = train("legal-dpo", ["train.max_steps=1", "train.eval_steps=1"], out="dpo")
     record = client.get_run(dpo.tracker.run_id)
     assert record.data.tags["base_run_id"] == sft.tracker.run_id
     note = json.loads((dpo.output_dir / "final" / "workbench_model.json").read_text())
@@ -105,5 +87,5 @@ def test_resume_continues_the_same_run_from_its_checkpoint(isolated):
     assert second.trainer.state.global_step == 4
     client = mlflow.MlflowClient(isolated["uri"])
     assert client.get_run(first.tracker.run_id).info.status == "FINISHED"
-    steps = {m.step for m in client.get_metric_history(first.tracker.run_id, "train/loss")}
+    steps = {m.step for m in client.get_metrichistory(first.tracker.run_id, "train/loss")}
     assert steps == {1, 2, 3, 4}

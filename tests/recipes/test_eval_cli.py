@@ -1,0 +1,107 @@
+"""End to end: the workbench's scores equal lm-eval's own CLI, and `workbench eval <run id>` logs onto the run.
+
+    .venv/bin/python -m pytest -q tests/recipes/test_eval_cli.py
+
+Both sides score the tiny preset (random weights, so most answers are wrong: the test compares every
+sample's raw model output as well as the scores, which is what makes equality meaningful).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench import eval_tasks
+from workbench.eval_tasks import load_suites, task_dir
+from workbench.evaluate import flat_scores, run_suite
+from workbench.model import preset_dir
+
+LIMIT = 2
+GEN = {"max_gen_toks": 32}  # the same override on both sides keeps the generation tasks to seconds
+
+
+@pytest.fixture
+def parity_suite(monkeypatch):
+    """Every benchmark with a local source, at its task defaults (what `lm-eval run` uses without flags)."""
+    real = load_suites()
+    entries = [{"task": name} for name, sources in real["tasks"].items() if "local" in sources]
+    monkeypatch.setattr(eval_tasks, "load_suites", lambda: {"tasks": real["tasks"], "suites": {"parity": entries}})
+    return {name: sources["local"] for name, sources in real["tasks"].items() if "local" in sources}
+
+
+def _lm_eval_cli(tasks: list[str], out: Path) -> tuple[dict, dict]:
+    model_dir = preset_dir("deepseek-v3-tiny", 0)
+    cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf",
+           "--model_args", f"pretrained={model_dir},dtype=float32", "--tasks", ",".join(tasks),
+           "--include_path", str(task_dir()), "--limit", str(LIMIT), "--batch_size", "8",
+           "--gen_kwargs", ",".join(f"{k}={v}" for k, v in GEN.items()),
+           "--output_path", str(out), "--log_samples", "--confirm_run_unsafe_code"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())
+    samples = {}
+    for path in out.rglob("samples_*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        samples[path.name.split("samples_", 1)[1].rsplit("_", 1)[0]] = rows
+    return results, samples
+
+
+def _as_text(value):
+    """The CLI's sample files hold str() of every log-likelihood and flag; compare at that precision."""
+    return [_as_text(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+
+
+def _outputs(rows: list[dict]) -> list:
+    """Each sample's raw and filtered model output: generated text, or per-choice log-likelihoods."""
+    picked = [{"doc_id": r["doc_id"], "filter": r["filter"], "resps": _as_text(r["resps"]),
+               "filtered_resps": _as_text(r["filtered_resps"])} for r in rows]
+    return sorted(picked, key=lambda r: (r["doc_id"], r["filter"]))
+
+
+def test_scores_equal_lm_eval_cli_for_every_local_task(tiny, parity_suite, tmp_path):
+    model, tokenizer = tiny
+    ours = run_suite(model, tokenizer, "parity", limit=LIMIT, batch_size=8, gen_kwargs=GEN)
+    cli_results, cli_samples = _lm_eval_cli(list(parity_suite.values()), tmp_path / "cli")
+
+    theirs = {}
+    for name, task in parity_suite.items():
+        theirs.update(flat_scores(cli_results, name, task))
+    assert set(ours["scores"]) >= {"mmlu/acc_none", "gsm8k/exact_match_strict_match",
+                                   "humaneval/pass_at_1_create_test", "legal_mc/acc_none"}
+    assert ours["scores"] == theirs
+    assert set(ours["samples"]) == set(cli_samples)
+    for task, rows in ours["samples"].items():
+        assert len(rows) == LIMIT * (2 if task == "gsm8k_local" else 1)  # gsm8k: one row per filter
+        assert _outputs(rows) == _outputs(cli_samples[task]), task
+
+
+def test_workbench_eval_on_a_run_id_logs_onto_that_run(tiny, tmp_path, monkeypatch, capsys):
+    import mlflow
+
+    from workbench.cli import main
+    from workbench.model import write_final_info
+
+    model, tokenizer = tiny
+    final = tmp_path / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    write_final_info(final, {"name": "deepseek-v3-tiny"}, adapter=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("legal", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment, tags={"final_dir": str(final)}).info.run_id
+    client.set_terminated(run_id)
+
+    assert main(["eval", run_id, "--suite", "legal", "--limit", "3"]) == 0
+    printed = capsys.readouterr().out
+    logged = client.get_run(run_id).data.metrics
+    expected = run_suite(model, tokenizer, "legal", limit=3)["scores"]["legal_mc/acc_none"]
+    assert logged == {"eval/legal_mc/acc_none": expected}
+    assert f"legal_mc/acc_none  {expected:.4f}" in printed and f"logged onto run {run_id}" in printed
+    artifacts = [a.path for a in client.list_artifacts(run_id, "eval/legal")]
+    assert sorted(artifacts) == ["eval/legal/results.json", "eval/legal/samples_legal_mc.jsonl"]

