@@ -2,6 +2,8 @@
 #   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1]
 #   make validate RECIPE=legal
 #   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
+#   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
+#   make bench [BENCH_ARGS="--steps 20 --repeats 3"]
 #   make test
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,6 +16,10 @@ TARGET ?= deepseek-v3-tiny
 SUITE ?= standard
 LIMIT ?=
 SOURCE ?= local
+PORT ?= 8501
+MLFLOW_PORT ?= 5000
+BACKEND ?= $(if $(MLFLOW_TRACKING_URI),$(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+BENCH_ARGS ?=
 # local evals never touch the hub
 EVAL_OFFLINE := $(if $(filter hub,$(SOURCE)),0,1)
 
@@ -21,7 +27,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate eval test clean
+.PHONY: setup finetune validate eval dashboard mlflow bench test clean
 
 setup: $(STAMP)
 
@@ -42,6 +48,20 @@ validate: $(STAMP)
 eval: $(STAMP)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-$(EVAL_OFFLINE)} HF_DATASETS_OFFLINE=$${HF_DATASETS_OFFLINE-$(EVAL_OFFLINE)} \
 	$(VENV)/bin/workbench eval $(TARGET) --suite $(SUITE) --source $(SOURCE) $(if $(LIMIT),--limit $(LIMIT))
+
+# Read-only Streamlit dashboard over the same store as training (never writes to MLflow).
+dashboard: $(STAMP)
+	MLFLOW_TRACKING_URI=$(BACKEND) MLFLOW_UI_URL=$${MLFLOW_UI_URL-http://127.0.0.1:$(MLFLOW_PORT)} \
+	$(PY) -m streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	  --server.headless true --browser.gatherUsageStats false
+
+# The MLflow UI: one worker and no job runner (starts in seconds, ~0.5 GB); security middleware stays on.
+mlflow: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND) \
+	  --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests

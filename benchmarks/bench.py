@@ -1,0 +1,242 @@
+"""Training-throughput benchmark: the workbench's legal recipe against plain TRL, on the same model and data.
+
+    .venv/bin/python benchmarks/bench.py                       # ~5 min on 2 cores: --steps 20 --repeats 3
+    .venv/bin/python benchmarks/bench.py --steps 40 --repeats 5 --out benchmarks/results.json
+    .venv/bin/python benchmarks/bench.py --candidates packing,eager,threads1   # try workbench variants (see CANDIDATES)
+    .venv/bin/python benchmarks/bench.py --gpu                  # bf16, ~1B-parameter V3 config (needs CUDA; untested)
+    make bench
+
+Variants, each in a fresh subprocess (so peak RSS is per run), interleaved baseline, workbench, ... and repeated;
+every figure is the median over repeats, ratios are the median of per-repeat ratios (the pairs ran back to back):
+  baseline              TRL `SFTTrainer` + `SFTConfig` defaults (gradient checkpointing on, padding, no packing,
+                        loss on all tokens, linear schedule), changed only where CPU needs it (use_cpu=True,
+                        bf16=False: fp32); batch size, max_length, lr and the LoRA adapter (r, alpha, targets,
+                        modules_to_save) taken from recipes/legal.yaml, the model is the embedded deepseek-v3-tiny
+                        preset and the rows are the recipe's training split (same seed, same order)
+  workbench             `workbench.run.build(load_recipe("legal", ...))` as the recipe stands (telemetry on)
+  workbench_no_telemetry  the same with moe.telemetry=false (moe.balance=none): telemetry overhead must be <= 5%
+  workbench_tuned       the recipe plus RECOMMENDED overrides (only when RECOMMENDED is non-empty)
+Also, once each: the sandbox (programs/s over the 164 HumanEval canonical solutions) and lm-eval (requests/s on
+the local MMLU task), skipped when workbench/sandbox.py or workbench/evaluate.py is absent.
+
+Measured (see benchmarks/workloads.py for the exact definitions): real tokens/s (input tokens that are not
+padding), step time, peak RSS of the child (os.wait4's ru_maxrss), final train loss (mean of the last 5 steps; its
+scope, all or assistant tokens, differs by variant), held-out loss on the recipe's eval rows over all tokens and
+over assistant tokens (the same for every variant: this is the loss to compare), and MFU against a matmul peak
+measured in the same child. Results go to --out (JSON), a table on stdout, and an MLflow run in experiment `bench`
+(tracking URI: $MLFLOW_TRACKING_URI, else the project's mlflow.db).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Overrides the benchmark found worth it on CPU; `workbench_tuned` measures the recipe with them applied.
+RECOMMENDED: list[str] = []
+
+# Workbench variants for --candidates; each runs interleaved with the baseline and the recipe as it stands.
+CANDIDATES = {
+    "packing": ["train.packing=true"],
+    "all_token_loss": ["train.assistant_only_loss=false"],
+    "checkpointing": ["train.gradient_checkpointing=true"],
+    "eager": ["model.experts_implementation=eager"],
+    "grouped_mm": ["model.experts_implementation=grouped_mm"],
+    "threads1": ["train.num_threads=1"],
+    "batch16": ["train.batch_size=16"],
+    "no_telemetry": ["moe.telemetry=false", "moe.balance=none"],
+}
+
+METRICS = ("tokens_per_s", "loss_tokens_per_s", "step_time_s", "peak_rss_mb", "final_loss", "heldout_loss_assistant",
+           "heldout_loss_all", "mfu", "model_tflops_per_s", "tokens_per_step", "peak_flops", "wall_s")
+
+
+def run_child(spec: dict, logdir: Path) -> dict:
+    """One workload in a fresh interpreter; returns its result plus the child's peak RSS and wall time."""
+    name = f"{spec['variant']}-{spec['repeat']}"
+    spec = {**spec, "result_path": str(logdir / f"{name}.json")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    with open(logdir / f"{name}.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = (logdir / f"{name}.log").read_text()[-3000:]
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{tail}")
+    result = json.loads(Path(spec["result_path"]).read_text())
+    result.update(peak_rss_mb=usage.ru_maxrss / 1024, wall_s=time.perf_counter() - start)
+    return result
+
+
+def variants(args) -> dict[str, list[str]]:
+    plan = {"baseline": None, "workbench": []}
+    if args.candidates:
+        names = list(CANDIDATES) if args.candidates == "all" else args.candidates.split(",")
+        plan.update({name: CANDIDATES[name] for name in names})
+    else:
+        plan["workbench_no_telemetry"] = ["moe.telemetry=false", "moe.balance=none"]
+        if RECOMMENDED:
+            plan["workbench_tuned"] = RECOMMENDED
+    return plan
+
+
+def train_runs(args, plan: dict, logdir: Path, model_overrides: list[str]) -> dict[str, list[dict]]:
+    """Interleaved: each repeat runs every variant once, in an order rotated by the repeat index."""
+    runs = {name: [] for name in plan}
+    names = list(plan)
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            spec = {"kind": "baseline" if plan[name] is None else "workbench", "variant": name, "repeat": repeat,
+                    "steps": args.steps, "warmup": args.warmup, "gpu": args.gpu, "overrides": plan[name] or [],
+                    "model_overrides": model_overrides, "threads": args.threads}
+            result = run_child(spec, logdir)
+            runs[name].append(result)
+            print(f"  repeat {repeat} {name:<24} {result['tokens_per_s']:8.0f} tok/s  "
+                  f"{result['peak_rss_mb']:6.0f} MB  loss {result['final_loss']:.3f}  ({result['wall_s']:.0f} s)",
+                  flush=True)
+    return runs
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict:
+    """Medians per variant; ratios to the baseline as the median of per-repeat (back-to-back) ratios."""
+    summary = {}
+    base = runs["baseline"]
+    for name, results in runs.items():
+        row = {m: statistics.median(r[m] for r in results) for m in METRICS if m in results[0]}
+        row.update({k: results[0][k] for k in ("gradient_checkpointing", "packing", "assistant_only_loss",
+                                               "loss_scope", "trainable_params", "active_params", "threads")})
+        pairs = list(zip(results, base))
+        row["ratio_tokens_per_s"] = statistics.median(r["tokens_per_s"] / b["tokens_per_s"] for r, b in pairs)
+        row["ratio_peak_rss"] = statistics.median(r["peak_rss_mb"] / b["peak_rss_mb"] for r, b in pairs)
+        row["ratio_per_repeat"] = [r["tokens_per_s"] / b["tokens_per_s"] for r, b in pairs]
+        row["tokens_per_s_runs"] = [r["tokens_per_s"] for r in results]
+        summary[name] = row
+    on, off = runs.get("workbench"), runs.get("workbench_no_telemetry") or runs.get("no_telemetry")
+    if on and off:
+        overheads = [1 - a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(on, off)]
+        summary["telemetry_overhead"] = {"median": statistics.median(overheads), "per_repeat": overheads,
+                                         "limit": 0.05, "ok": statistics.median(overheads) <= 0.05}
+    return summary
+
+
+def extras(args, logdir: Path) -> dict:
+    """Sandbox and eval throughput, each once in its own child; absent modules are skipped."""
+    out = {}
+    jobs = {"sandbox": ("sandbox.py", {"kind": "sandbox"}), "eval": ("evaluate.py", {"kind": "eval", "limit": args.eval_limit})}
+    for name, (module, spec) in jobs.items():
+        if not (ROOT / "workbench" / module).is_file():
+            out[name] = {"skipped": f"workbench/{module} absent"}
+            continue
+        try:
+            out[name] = run_child({**spec, "variant": name, "repeat": 0}, logdir)
+        except RuntimeError as exc:  # a broken extra must not cost the training figures
+            out[name] = {"failed": str(exc)[-500:]}
+    return out
+
+
+def table(summary: dict) -> str:
+    header = (f"{'variant':<24} {'tok/s':>7} {'x base':>6} {'step ms':>7} {'RSS MB':>6} {'x base':>6} "
+              f"{'train loss':>10} {'held-out asst':>13} {'held-out all':>12} {'MFU':>6}")
+    lines = [header, "-" * len(header)]
+    for name, row in summary.items():
+        if "tokens_per_s" not in row:
+            continue
+        lines.append(f"{name:<24} {row['tokens_per_s']:7.0f} {row['ratio_tokens_per_s']:6.2f} "
+                     f"{row['step_time_s'] * 1000:7.0f} {row['peak_rss_mb']:6.0f} {row['ratio_peak_rss']:6.2f} "
+                     f"{row['final_loss']:10.3f} {row['heldout_loss_assistant']:13.3f} {row['heldout_loss_all']:12.3f} "
+                     f"{row['mfu']:6.1%}")
+    if "telemetry_overhead" in summary:
+        t = summary["telemetry_overhead"]
+        lines.append(f"telemetry overhead: {t['median']:+.1%} of throughput (limit 5%: {'ok' if t['ok'] else 'FAIL'}); "
+                     f"per repeat {', '.join(f'{x:+.1%}' for x in t['per_repeat'])}")
+    return "\n".join(lines)
+
+
+def log_mlflow(report: dict, out: Path) -> str:
+    import mlflow
+
+    from workbench.paths import default_tracking_uri
+
+    mlflow.set_tracking_uri(default_tracking_uri())
+    mlflow.set_experiment("bench")
+    with mlflow.start_run(run_name=f"{report['mode']}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+        mlflow.log_params({k: str(v) for k, v in report["config"].items()})
+        metrics = {}
+        for name, row in report["summary"].items():
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    metrics[f"{name}/{key}"] = float(value)
+        for name, row in report["extras"].items():
+            metrics.update({f"{name}/{k}": float(v) for k, v in row.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(out))
+        return run.info.run_id
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per training run")
+    parser.add_argument("--warmup", type=int, default=3, help="steps left out of the throughput figures")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (median)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--candidates", help=f"comma list of {', '.join(CANDIDATES)} (or 'all') to try instead")
+    parser.add_argument("--threads", type=int, help="torch threads in every child (default: torch's)")
+    parser.add_argument("--eval-limit", type=int, default=4, help="MMLU questions per subject for eval throughput")
+    parser.add_argument("--no-extras", action="store_true", help="skip the sandbox and eval throughput")
+    parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="bf16 on CUDA with a ~1B-parameter V3 config (untested)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        from benchmarks.workloads import run_child as child_main
+
+        child_main(json.loads(args.child))
+        return 0
+    model_overrides = []
+    if args.gpu:
+        from benchmarks.gpu import gpu_model_dir
+
+        model_overrides = [f"model.name={gpu_model_dir()}"]
+    plan = variants(args)
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="wb-bench-logs-") as tmp:
+        logdir = Path(tmp)
+        print(f"benchmark: {', '.join(plan)} x {args.repeats} repeats, {args.steps} steps each", flush=True)
+        start = time.perf_counter()
+        runs = train_runs(args, plan, logdir, model_overrides)
+        summary = summarize(runs)
+        extra = {} if args.no_extras or args.candidates else extras(args, logdir)
+    report = {"mode": "gpu" if args.gpu else "cpu", "summary": summary, "extras": extra, "runs": runs,
+              "variants": {k: v for k, v in plan.items()},
+              "config": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads,
+                         "gpu": args.gpu, "candidates": args.candidates, "cpu_count": os.cpu_count(),
+                         "load_avg_at_end": os.getloadavg()[0], "elapsed_s": round(time.perf_counter() - start, 1)}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(table(summary))
+    for name, row in extra.items():
+        print(f"{name}: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    print(f"results: {out}  ({report['config']['elapsed_s']:.0f} s)")
+    if not args.no_mlflow:
+        print(f"mlflow run: {log_mlflow(report, out)} (experiment bench)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

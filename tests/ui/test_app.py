@@ -1,0 +1,148 @@
+"""Every dashboard page, headless (streamlit AppTest), over a seeded sqlite store: the values shown, not just
+that the page ran. Run: .venv/bin/python -m pytest -q tests/ui/test_app.py"""
+
+import numpy as np
+import pytest
+from chart_spec import decode, figures, label
+
+from ui.views.common import ema
+
+
+def no_exception(at):
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def test_runs_page_lists_every_run_with_its_latest_metrics(store, open_page):
+    at = open_page(store["uri"], "runs")
+    no_exception(at)
+    table = at.dataframe[0].value.set_index("run")
+    assert sorted(table.index) == ["dpo-c", "sft-a", "sft-b", "sft-empty", "sft-running"]
+    assert table.loc["dpo-c", "status"] == "FAILED" and table.loc["sft-running", "status"] == "RUNNING"
+    assert table.loc["dpo-c", "train loss"] == pytest.approx(0.68)  # the last value, not the first
+    assert table.loc["sft-b", "legal_mc/acc"] == pytest.approx(0.75)  # the later of two scheduled evals
+    assert np.isnan(table.loc["sft-empty", "train loss"])  # a run without metrics is a row with blanks
+    assert table.loc["sft-a", "mlflow"] == f"http://mlflow.test/#/experiments/1/runs/{store['a']}"
+
+
+def test_runs_page_filters_by_status_and_method(store, open_page):
+    at = open_page(store["uri"], "runs")
+    at.multiselect(key="runs_status").set_value(["FAILED", "RUNNING"]).run()
+    assert sorted(at.dataframe[0].value["run"]) == ["dpo-c", "sft-running"]
+    at.multiselect(key="runs_method").set_value(["dpo"]).run()
+    assert list(at.dataframe[0].value["run"]) == ["dpo-c"]
+
+
+def test_compare_overlays_both_runs_by_label(store, open_page):
+    a, b = label("sft-a", store["a"]), label("sft-b", store["b"])
+    at = open_page(store["uri"], "compare")
+    assert "Pick two or more runs" in at.info[0].value  # nothing chosen yet
+    at.multiselect(key="compare_runs").set_value([a, b]).run()
+    no_exception(at)
+    charts = {fig["layout"]["title"]["text"]: fig for fig in figures(at)}
+    assert {"train/loss", "eval/loss", "train/learning_rate", "train/grad_norm"} <= set(charts)
+    loss = charts["train/loss"]["data"]
+    assert [trace["name"] for trace in loss] == [a, b]
+    assert list(decode(loss[0]["x"])) == list(range(1, 21))
+    assert list(decode(charts["eval/loss"]["data"][0]["x"])) == [10, 20]
+    assert at.query_params["runs"] == f"{store['a'][:8]},{store['b'][:8]}"  # the view is shareable
+
+
+def test_compare_smoothing_changes_loss_but_not_lr(store, open_page):
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]}")
+    raw = {f["layout"]["title"]["text"]: f for f in figures(at)}
+    at.slider(key="compare_smoothing").set_value(0.9).run()
+    smooth = {f["layout"]["title"]["text"]: f for f in figures(at)}
+    raw_loss, smooth_loss = decode(raw["train/loss"]["data"][0]["y"]), decode(smooth["train/loss"]["data"][0]["y"])
+    assert np.abs(np.diff(smooth_loss)).sum() < np.abs(np.diff(raw_loss)).sum()
+    np.testing.assert_allclose(decode(smooth["train/learning_rate"]["data"][0]["y"]),
+                               decode(raw["train/learning_rate"]["data"][0]["y"]))
+
+
+def test_compare_scores_delta_against_base_model_and_baseline_run(store, open_page):
+    a, b = label("sft-a", store["a"]), label("sft-b", store["b"])
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]}")
+    scores = at.dataframe[0].value
+    assert scores.loc["legal_mc/acc", a] == pytest.approx(0.5) and scores.loc["legal_mc/acc", b] == pytest.approx(0.75)
+    assert scores.loc["legal_mc/acc", f"delta {b}"] == pytest.approx(0.5)  # 0.75 - base 0.25
+    at.selectbox(key="compare_baseline").set_value(a).run()
+    scores = at.dataframe[0].value
+    assert scores.loc["legal_mc/acc", f"delta {b}"] == pytest.approx(0.25)  # 0.75 - run a's 0.5
+    assert f"delta {a}" not in scores
+
+
+def test_compare_params_diff_shows_only_differing_keys(store, open_page):
+    a, b = label("sft-a", store["a"]), label("sft-b", store["b"])
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]}")
+    diff = at.dataframe[1].value
+    assert sorted(diff.index) == ["moe.balance", "moe.bias_update_speed", "train.lr"]
+    assert diff.loc["moe.bias_update_speed", a] == "(unset)" and diff.loc["moe.bias_update_speed", b] == "0.01"
+
+
+def test_routing_page_draws_heatmaps_and_base_vs_tuned(store, open_page):
+    at = open_page(store["uri"], "routing", run=store["a"][:8])
+    no_exception(at)
+    specs = figures(at)
+    heatmaps = [f for f in specs if f["data"][0]["type"] == "heatmap"]
+    assert len(heatmaps) == 2  # both MoE layers of the artifact
+    z = decode(heatmaps[0]["data"][0]["z"])
+    assert z.shape == (8, 20)  # (experts, steps)
+    np.testing.assert_allclose(z.mean(axis=0), 1.0)  # load / mean averages to 1 at every step
+    curves = next(f for f in specs if "max / mean" in f["layout"]["title"]["text"])
+    assert [t["name"] for t in curves["data"]] == ["layer1", "layer2", "mean"]
+    bars = next(f for f in specs if "base vs tuned" in f["layout"]["title"]["text"])
+    np.testing.assert_allclose(decode(bars["data"][1]["y"]), 1.0)  # the seeded tuned load is perfectly even
+
+
+def test_routing_page_says_when_a_run_has_no_telemetry(store, open_page):
+    at = open_page(store["uri"], "routing", run=store["e"][:8])
+    no_exception(at)
+    assert "no routing telemetry" in at.info[0].value
+    assert not figures(at)
+
+
+def test_evaluations_page_shows_score_history_and_samples(store, open_page):
+    at = open_page(store["uri"], "evaluations", run=store["a"][:8])
+    no_exception(at)
+    history = figures(at)[0]["data"]
+    legal = next(t for t in history if t["name"] == "eval/legal_mc/acc")
+    np.testing.assert_allclose(decode(legal["y"]), [0.25, 0.5])  # two evals, oldest first
+    samples = at.dataframe[1].value
+    assert list(samples["passed"]) == [True, True, False]
+    assert samples.loc[0, "prompt"].startswith("Question 0")
+    at.radio(key="eval_samples_filter").set_value("failed").run()
+    assert list(at.dataframe[1].value["doc_id"]) == [2]
+
+
+def test_failed_run_is_flagged(store, open_page):
+    at = open_page(store["uri"], "evaluations", run=store["c"][:8])
+    no_exception(at)
+    assert "FAILED" in at.warning[0].value
+    assert "No evaluation scores" in at.info[0].value
+
+
+def test_missing_store_is_a_message_not_a_traceback(tmp_path, open_page):
+    at = open_page(f"sqlite:///{tmp_path / 'none.db'}", "compare")
+    no_exception(at)
+    assert "No MLflow store" in at.error[0].value
+    assert not (tmp_path / "none.db").exists()  # read-only: the dashboard never creates a store
+
+
+def test_empty_store_says_no_runs(fast_tmp, open_page):
+    import mlflow
+
+    uri = f"sqlite:///{fast_tmp / 'empty.db'}"
+    mlflow.MlflowClient(uri).search_experiments()  # creates the empty schema
+    at = open_page(uri, "runs")
+    no_exception(at)
+    assert "No runs" in at.info[0].value
+
+
+def test_unreachable_server_is_a_message_not_a_traceback(open_page):
+    at = open_page("http://127.0.0.1:9", "routing")
+    no_exception(at)
+    assert "Cannot reach the MLflow tracking server at http://127.0.0.1:9" in at.error[0].value
+
+
+def test_ema_matches_hand_computed_values():
+    np.testing.assert_allclose(ema(np.array([1.0, 3.0]), 0.5), [1.0, (0.5 * 0.5 + 1.5) / 0.75])
+    np.testing.assert_allclose(ema(np.array([1.0, 3.0]), 0.0), [1.0, 3.0])

@@ -1,0 +1,1 @@
+"""The workbench dashboard (Streamlit); run with `make dashboard`."""

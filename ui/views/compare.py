@@ -1,0 +1,95 @@
+"""Compare page: two or more runs side by side - loss and learning-rate curves by step (optional EMA
+smoothing), eval scores per task with the delta against the base model or a baseline run, and the params
+that differ. Metric histories are fetched for the selected runs only."""
+
+import pandas as pd
+import streamlit as st
+
+from ui.views import common
+from workbench import dashboard_data as dd
+
+CURVES = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
+SMOOTHED = {"train/loss", "eval/loss", "train/grad_norm"}
+BASE = "base model (base/... scores)"
+
+
+def pick_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    wanted = [w for w in st.query_params.get("runs", "").split(",") if w]
+    default = [label for label, run_id in zip(frame["label"], frame["run_id"]) if any(run_id.startswith(w) for w in wanted)]
+    chosen = st.multiselect("Runs to compare", list(frame["label"]), default=default, key="compare_runs",
+                            placeholder="pick two or more runs")
+    ids = ",".join(frame.set_index("label").loc[chosen, "run_id"].str[:8]) if chosen else ""
+    if st.query_params.get("runs", "") != ids:
+        st.query_params["runs"] = ids
+    return frame.set_index("label").loc[chosen].reset_index()
+
+
+def curves(uri: str, picked: pd.DataFrame) -> None:
+    smoothing = st.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare_smoothing",
+                          help="Exponential moving average of loss and grad-norm curves; 0 shows raw values")
+    labels = dict(zip(picked["run_id"], picked["label"]))
+    history = common.histories(uri, tuple(picked["run_id"]), CURVES)
+    columns = st.columns(2)
+    figures = [(key, common.line_chart(history, key, labels, smoothing if key in SMOOTHED else 0.0)) for key in CURVES]
+    for i, (key, fig) in enumerate([(k, f) for k, f in figures if f is not None]):
+        columns[i % 2].plotly_chart(fig, key=f"curve_{key}")
+    missing = [key for key, fig in figures if fig is None]
+    if missing:
+        st.caption(f"Not logged by these runs: {', '.join(missing)}")
+
+
+def score_table(picked: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Rows task/metric; a column of scores per run, then a delta column per run against the baseline."""
+    keys = dd.score_keys(common.metric_keys(picked))
+    table = pd.DataFrame(index=[k[len("eval/"):] for k in keys])
+    for _, run in picked.iterrows():
+        table[run["label"]] = [run.get(f"metrics.{k}") for k in keys]
+    for _, run in picked.iterrows():
+        if baseline == BASE:
+            reference = pd.Series([run.get(f"metrics.base/{k[len('eval/'):]}") for k in keys], index=table.index)
+        elif baseline == run["label"]:
+            continue
+        else:
+            reference = table[baseline]
+        table[f"delta {run['label']}"] = table[run["label"]] - reference.astype(float)
+    return table
+
+
+def scores(picked: pd.DataFrame) -> None:
+    st.subheader("Eval scores")
+    if not dd.score_keys(common.metric_keys(picked)):
+        st.info("None of these runs has eval scores (`eval/<task>/<metric>`) yet: run `make eval TARGET=<run id>`.")
+        return
+    baseline = st.selectbox("Delta against", [BASE, *picked["label"]], key="compare_baseline")
+    table = score_table(picked, baseline)
+    st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%+.4f")
+                                                        for c in table.columns if c.startswith("delta ")})
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(name=label, x=list(table.index), y=table[label]) for label in picked["label"]])
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10), title="scores per task")
+    st.plotly_chart(fig, key="compare_scores")
+
+
+def params_diff(picked: pd.DataFrame) -> pd.DataFrame:
+    """Params (rows) whose values are not the same in every picked run; a missing value counts as a value."""
+    cols = [c for c in picked.columns if c.startswith("params.")]
+    values = picked.set_index("label")[cols].T.astype(object).where(lambda df: df.notna(), "(unset)")
+    values.index = [c[len("params."):] for c in values.index]
+    differing = values[values.nunique(axis=1) > 1]
+    return differing.sort_index()
+
+
+def render(uri: str, frame: pd.DataFrame) -> None:
+    picked = pick_runs(frame)
+    if len(picked) < 2:
+        st.info("Pick two or more runs to compare (type part of a recipe, run name or run id).")
+        return
+    curves(uri, picked)
+    scores(picked)
+    st.subheader("Params that differ")
+    diff = params_diff(picked)
+    if diff.empty:
+        st.success("These runs have identical params.")
+    else:
+        st.dataframe(diff, width="stretch")
