@@ -4,6 +4,7 @@
 #   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
 #   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
 #   make bench [BENCH_ARGS="--steps 20 --repeats 3"]
+#   make schedule SUITE=legal [INTERVAL=600 | CRON="*/30 * * * *" | ONCE=1] [LIMIT=8]   (evaluate finished runs lacking SUITE)
 #   make test
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,7 +28,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate eval dashboard mlflow bench test clean
+.PHONY: setup finetune validate eval dashboard mlflow bench schedule test clean
 
 setup: $(STAMP)
 
@@ -62,6 +63,11 @@ mlflow: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Local data only, so offline; ONCE=1 for one tick (cron, Kubernetes), else every INTERVAL s or on CRON.
+schedule: $(STAMP)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} HF_DATASETS_OFFLINE=$${HF_DATASETS_OFFLINE-1} \
+	$(VENV)/bin/workbench schedule --suite $(SUITE) $(if $(ONCE),--once,$(if $(CRON),--cron "$(CRON)",--every $(or $(INTERVAL),600))) $(if $(LIMIT),--limit $(LIMIT))
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests

@@ -5,6 +5,7 @@
     workbench validate legal                       # check a recipe and its data without training
     workbench export legal                         # merged, verified model dir from the newest legal run
     workbench eval deepseek-v3-tiny --suite smoke  # score a run id, model dir, hub id or preset (evals/suites.yaml)
+    workbench schedule --suite legal --every 600   # evaluate finished runs lacking the suite (--cron EXPR, --once)
 
 Errors in the user's input print one line naming the file and key (or row and field) and exit with 2.
 The last line of `finetune` is `run_id=<id> output_dir=<path>` for scripts.
@@ -40,6 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="rows per task (overrides the suite's limits)")
     evaluate.add_argument("--source", default="local", help="local (offline data, default) or hub")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    schedule = sub.add_parser("schedule", help="evaluate finished runs that lack a suite's results, on a schedule")
+    schedule.add_argument("--suite", required=True, help="suite name in evals/suites.yaml")
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=float, metavar="SECONDS", help="a tick every SECONDS")
+    when.add_argument("--cron", metavar="EXPR", help="ticks on a cron expression, e.g. '*/30 * * * *'")
+    when.add_argument("--once", action="store_true", help="one tick now, then exit (for cron / Kubernetes)")
+    schedule.add_argument("--limit", type=int, help="rows per task (overrides the suite's limits)")
+    schedule.add_argument("--experiment", action="append", default=[], help="only runs of this experiment (repeatable)")
+    schedule.add_argument("--max-runs", type=int, help="at most N evaluations per tick")
+    schedule.add_argument("--lease", type=float, default=900, metavar="SECONDS", help="claim lease, renewed while evaluating")
+    schedule.add_argument("--max-attempts", type=int, default=3, help="give up on a run after N failed attempts")
+    schedule.add_argument("--claims-db", help="claims database: SQLAlchemy URL or sqlite path "
+                          "(default: $WORKBENCH_CLAIMS_DB, else next to a sqlite tracking store)")
+    schedule.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -103,8 +118,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_schedule(args) -> int:
+    from workbench.evaluate import check_suite
+    from workbench.schedule import ScheduleConfig, run_schedule
+
+    check_suite(args.suite, "local", args.limit)
+    for flag, value in (("--every", args.every), ("--lease", args.lease), ("--max-runs", args.max_runs),
+                        ("--max-attempts", args.max_attempts)):
+        if value is not None and value <= 0:
+            raise WorkbenchError(f"schedule: {flag} must be > 0, got {value:g}")
+    cfg = ScheduleConfig(suite=args.suite, limit=args.limit, experiments=tuple(args.experiment), max_runs=args.max_runs,
+                         lease_s=args.lease, max_attempts=args.max_attempts, batch_size=args.batch_size)
+    run_schedule(cfg, every=args.every, cron=args.cron, once=args.once, claims_db=args.claims_db)
+    return 0
+
+
 COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
-            "apply-patch": cmd_apply_patch}
+            "apply-patch": cmd_apply_patch, "schedule": cmd_schedule}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool | None = None  # None: on for GPU, off for CPU
     packing: bool = False
+    group_by_length: bool = True  # sft: batch rows of similar length together, so less compute goes to padding
     assistant_only_loss: bool = True
     eval_steps: int = 20
     logging_steps: int = 5

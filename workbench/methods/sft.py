@@ -11,6 +11,8 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         max_length=recipe.train.max_length,
         packing=recipe.train.packing,
         assistant_only_loss=recipe.train.assistant_only_loss,
+        # Length-grouped batches: rows of similar length share a batch, so little compute goes to padding.
+        train_sampling_strategy="group_by_length" if recipe.train.group_by_length else "random",
         dataset_num_proc=1,
     )
     return SFTTrainer(
