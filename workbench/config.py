@@ -356,7 +356,9 @@ def check_recipe(recipe: Recipe, label: str) -> None:
         raise WorkbenchError(f"{label}: moe.esft_top_p: must be in (0, 1], got {recipe.moe.esft_top_p}")
     if recipe.moe.esft != "none" and recipe.train.weight_decay > 0:
         raise WorkbenchError(f"{label}: train.weight_decay: must be 0 with moe.esft (decay would move frozen experts)")
-    if recipe.moe.esft != "none" and recipe.peft.type != "none":
-        raise WorkbenchError(f"{label}: moe.esft: trains the selected experts in full; set peft.type: none")
+    if recipe.moe.esft != "none" and recipe.peft.type != "none" and (
+            tuple(recipe.peft.target_modules) != ("routed_experts",) or recipe.peft.modules_to_save):
+        raise WorkbenchError(f"{label}: peft.target_modules: ESFT with LoRA adapts only the selected experts: "
+                             "set it to [routed_experts] and leave peft.modules_to_save empty")
     if recipe.train.packing and recipe.method.name != "sft":
         raise WorkbenchError(f"{label}: train.packing: only sft packs sequences, not {recipe.method.name}")

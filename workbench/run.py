@@ -152,14 +152,16 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track):
 
     control.apply_trainable(model, recipe.moe)
     selection = None
+    total = sum(p.numel() for p in model.parameters())
     if recipe.moe.esft != "none":
         texts = as_texts(splits.train, tokenizer, recipe.moe.esft_profile_rows)
         selection = control.esft_select(model, tokenizer, texts, recipe.moe)
-        trainable = control.esft_restrict(model, selection)
-        total = sum(p.numel() for p in model.parameters())
-        track.log_esft(selection, trainable, total)
+        if recipe.peft.type == "none":
+            track.log_esft(selection, control.esft_restrict(model, selection), total)
     reference = reference_model(recipe, model)
     model, adapted = wrap(model, recipe.peft)
+    if selection is not None and recipe.peft.type != "none":
+        track.log_esft(selection, control.esft_restrict_lora(model, selection), total)
     if adapted:
         track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
         print(f"LoRA adapters: {', '.join(f'{k} {v}' for k, v in adapted.items())}")

@@ -1,5 +1,7 @@
 """MoE features end to end on the tiny model: balancing, telemetry, ESFT, expert patches and export."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,24 @@ def test_export_merges_lora_on_every_target_within_tolerance(train, tmp_path):
     base, tokenizer = load_model(run.recipe.model)
     assert (sample_logits(plain, tokenizer) - sample_logits(base, tokenizer)).abs().max() > 1e-3  # it did train
     assert find_routers(plain)[0][1].e_score_correction_bias.abs().sum() > 0  # balancing carried over
+
+
+def test_esft_with_lora_adapts_only_the_selected_experts(train, tmp_path):
+    run, client = train("legal", ["train.max_steps=3", "moe.esft=gate", "moe.esft_top_p=0.3", "train.lr=2e-2",
+                                  "moe.esft_profile_rows=32", "peft.target_modules=[routed_experts]",
+                                  "peft.modules_to_save=[]"])
+    params = client.get_run(run.tracker.run_id).data.params
+    assert 0 < int(params["esft.trainable_params"]) < 0.05 * int(params["esft.total_params"])
+    merged = copy.deepcopy(run.trainer.model).merge_and_unload()
+    base, _ = load_model(run.recipe.model)
+    selected = {(layer, e) for layer, experts in run.esft_selection.items() for e in experts}
+    changed = set()
+    for (name, a), (_, b) in zip(base.named_parameters(), merged.named_parameters()):
+        if ".experts." in name:
+            layer = int(name.split(".")[2])
+            changed |= {(layer, e) for e in range(a.shape[0]) if not torch.equal(a[e], b[e])}
+        else:
+            assert torch.equal(a, b), name
+    assert changed == selected
+    result = export(str(run.output_dir / "final"), out=str(tmp_path / "patched"))
+    assert result.kind == "expert-patch" and result.max_abs_diff <= 1e-4

@@ -112,3 +112,35 @@ def apply_expert_patch(model, tensors: dict[str, torch.Tensor]) -> int:
             layer, param_name, expert = int(parts[2]), parts[5], int(parts[6])
             getattr(blocks[layer].experts, param_name)[expert].copy_(value)
     return len(tensors)
+
+
+def esft_restrict_lora(model, selection: dict[int, list[int]]) -> int:
+    """ESFT with LoRA: only the selected experts' slices of the routed-expert adapters train.
+
+    PEFT's per-expert LoRA on a 3D parameter stores A as (E*r, in), expert-major, and B as (out, r*E),
+    with expert e in columns e, e+E, ...; masking those gradients keeps every other expert's delta at zero.
+    """
+    trainable = 0
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        layer = next((int(p) for p in name.split(".") if p.isdigit()), None)
+        experts = selection.get(layer, []) if ".mlp.experts." in name and ".lora_" in name else None
+        if not experts:
+            param.requires_grad_(False)
+            continue
+        n_experts = max(n_routed_experts(model, layer), 1)
+        mask = torch.zeros_like(param)
+        for expert in experts:
+            if ".lora_A." in name:
+                rank = param.shape[0] // n_experts
+                mask[expert * rank:(expert + 1) * rank] = 1
+            else:
+                mask[:, expert::n_experts] = 1
+        param.register_hook(lambda grad, mask=mask: grad * mask)
+        trainable += int(mask.sum().item())
+    return trainable
+
+
+def n_routed_experts(model, layer) -> int:
+    return dict(find_routers(model))[layer].e_score_correction_bias.numel()

@@ -18,6 +18,10 @@ def save_expert_patch(model, selection: dict[int, list[int]], target: Path, base
 
     from workbench.moe.control import expert_patch
 
+    if hasattr(model, "merge_and_unload"):  # ESFT with LoRA: the patch holds the merged expert weights
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
     save_file(expert_patch(model, selection), str(target / PATCH_WEIGHTS))
     info = {"base_model": base_model, "selection": {str(k): v for k, v in selection.items()}}
     (target / PATCH_INFO).write_text(json.dumps(info, indent=2))
