@@ -87,5 +87,5 @@ def test_resume_continues_the_same_run_from_its_checkpoint(isolated):
     assert second.trainer.state.global_step == 4
     client = mlflow.MlflowClient(isolated["uri"])
     assert client.get_run(first.tracker.run_id).info.status == "FINISHED"
-    steps = {m.step for m in client.get_metrichistory(first.tracker.run_id, "train/loss")}
+    steps = {m.step for m in client.get_metric_history(first.tracker.run_id, "train/loss")}
     assert steps == {1, 2, 3, 4}

@@ -17,7 +17,7 @@ from workbench.eval_tasks import SuiteTask, lm_eval_tasks_dir, load_suites, suit
 from workbench.evaluate import check_suite, flat_scores, load_target, log_to_run, score_name
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_ROWS = {"mmlu_local": 72, "gsm8k_local": 66, "humaneval_local": 164, "legal_mc": 149}
+LOCAL_ROWS = {"mmlu_local": 72, "gsm8k_local": 66, "humaneval_local": 164, "legal_mc": 149, "legal_cloze": 149}
 MMLU_SUBJECTS = ["high_school_mathematics", "elementary_mathematics", "high_school_biology",
                  "high_school_computer_science", "astronomy", "nutrition"]
 
@@ -33,11 +33,11 @@ def test_every_task_yaml_under_evals_loads_and_is_indexed():
     folder = task_dir()
     files = sorted(p for p in folder.rglob("*.yaml"))
     assert {p.name for p in files} >= {"mmlu_local.yaml", "gsm8k_local.yaml", "humaneval_local.yaml",
-                                       "humaneval_hub.yaml", "legal_mc.yaml"}
+                                       "humaneval_hub.yaml", "legal_mc.yaml", "legal_cloze.yaml"}
     text = "".join(p.read_text() for p in folder.rglob("*") if p.is_file() and p.suffix != ".pyc")
     assert "/lm_eval/tasks/" in text and not eval_tasks.PLACEHOLDER.search(text)
     declared = set().union(*(_declared_names(p) for p in files))
-    assert declared == {"mmlu_local", "gsm8k_local", "humaneval_local", "humaneval_hub", "legal_mc",
+    assert declared == {"mmlu_local", "gsm8k_local", "humaneval_local", "humaneval_hub", "legal_mc", "legal_cloze",
                         *(f"mmlu_local_{s}" for s in MMLU_SUBJECTS)}
     assert declared <= set(task_manager().all_tasks)  # the index silently skips YAML it cannot parse
 
@@ -75,8 +75,8 @@ def test_local_tasks_build_with_all_rows_and_in_subject_fewshot():
         leaves.update(value if isinstance(value, dict) else {key: value})
     rows = {name: len(list(t.test_docs())) for name, t in leaves.items()}
     assert sum(n for name, n in rows.items() if name.startswith("mmlu_local_")) == LOCAL_ROWS["mmlu_local"]
-    assert {k: rows[k] for k in ("gsm8k_local", "humaneval_local", "legal_mc")} == \
-        {k: LOCAL_ROWS[k] for k in ("gsm8k_local", "humaneval_local", "legal_mc")}
+    assert {k: rows[k] for k in ("gsm8k_local", "humaneval_local", "legal_mc", "legal_cloze")} == \
+        {k: LOCAL_ROWS[k] for k in ("gsm8k_local", "humaneval_local", "legal_mc", "legal_cloze")}
     astronomy = leaves["mmlu_local_astronomy"]
     assert {d["subject"] for d in astronomy.fewshot_docs()} == {"astronomy"}
     assert len(astronomy.fewshot_docs()) == 5
