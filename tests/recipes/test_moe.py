@@ -112,3 +112,40 @@ def test_esft_with_lora_adapts_only_the_selected_experts(train, tmp_path):
     assert changed == selected
     result = export(str(run.output_dir / "final"), out=str(tmp_path / "patched"))
     assert result.kind == "expert-patch" and result.max_abs_diff <= 1e-4
+
+
+def test_aux_free_under_gradient_accumulation_updates_once_per_optimizer_step(train):
+    run, _ = train("legal", ["train.max_steps=3", "train.grad_accum=2", "train.batch_size=2", "moe.balance=aux_free",
+                             "moe.bias_update_speed=0.01", "train.eval_steps=100"])
+    data = np.load(run.output_dir / "moe" / "expert_load.npz")
+    assert data["steps"].tolist() == [1, 2, 3]  # one bias update per optimizer step, not per micro-batch
+    top_k = run.trainer.model.config.num_experts_per_tok
+    per_step = data["loads"].sum(-1) / top_k  # tokens routed per layer per step: both micro-batches counted
+    assert (per_step > 0).all() and np.allclose(per_step, per_step[:, :1])
+    bias = data["bias"]
+    assert np.all(np.isclose(np.abs(bias), 0.01 * np.round(np.abs(bias) / 0.01)))  # whole multiples of gamma
+    assert np.abs(bias).max() <= 0.03 + 1e-6  # at most 3 steps of gamma
+
+
+def test_aux_free_with_dpo_counts_only_the_policy(isolated):
+    from conftest import FAST
+
+    from workbench.config import load_recipe
+    from workbench.run import build
+
+    recipe = load_recipe("legal-dpo", isolated["overrides"] + FAST + [
+        "model.from_run=null", "train.max_steps=2", "train.eval_steps=100", "moe.balance=aux_free",
+        "moe.bias_update_speed=0.01"])
+    run = build(recipe)
+    policy_tokens = []  # tokens of forwards that train (grad on); the reference pass runs without grad
+    embed = run.trainer.model.get_input_embeddings()
+    embed.register_forward_hook(lambda m, args, out: policy_tokens.append(args[0].numel())
+                                if torch.is_grad_enabled() else None)
+    try:
+        run.train()
+    finally:
+        run.close()
+    data = np.load(run.output_dir / "moe" / "expert_load.npz")
+    assert data["steps"].tolist() == [1, 2] and np.abs(data["bias"]).max() > 0
+    routed = data["loads"].sum(-1)[:, 0] / run.trainer.model.config.num_experts_per_tok  # tokens per step, layer 1
+    assert routed.sum() == sum(policy_tokens) > 0  # every policy token once; no reference-pass tokens
