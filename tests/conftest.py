@@ -30,30 +30,3 @@ def tiny():
 
     return load_model(ModelConfig())
 
-
-FAST = ["train.batch_size=4", "train.max_length=256", "train.logging_steps=1", "train.save_steps=100",
-        "data.max_rows=48", "data.eval_fraction=0.1"]
-
-
-@pytest.fixture
-def train(isolated):
-    """train(recipe, overrides) -> (finished Run, MlflowClient) with outputs in this test's temp dir."""
-    import mlflow
-
-    from workbench.config import load_recipe
-    from workbench.run import build
-
-    def _train(recipe, extra, out="out"):
-        overrides = [f"track.tracking_uri={isolated['uri']}", f"train.output_dir={isolated['tmp'] / out}"]
-        run = build(load_recipe(recipe, overrides + FAST + extra))
-        try:
-            run.train()
-        finally:
-            run.close()
-        return run, mlflow.MlflowClient(isolated["uri"])
-
-    return _train
-
-
-def history(client, run_id, key):
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]

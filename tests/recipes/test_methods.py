@@ -5,7 +5,7 @@ import math
 
 import mlflow
 import pytest
-from conftest import FAST, history
+from support import FAST, history
 
 from workbench.config import load_recipe
 from workbench.run import build

@@ -5,7 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import history
+from support import FAST, history
 
 from workbench.export import export, sample_logits
 from workbench.model import load_final, load_model
@@ -128,8 +128,6 @@ def test_aux_free_under_gradient_accumulation_updates_once_per_optimizer_step(tr
 
 
 def test_aux_free_with_dpo_counts_only_the_policy(isolated):
-    from conftest import FAST
-
     from workbench.config import load_recipe
     from workbench.run import build
 
