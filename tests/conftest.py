@@ -32,6 +32,19 @@ def tiny():
 
 
 
+@pytest.fixture
+def tiny_final_dir(tiny, tmp_path):
+    """The tiny model saved as a finished run's `final/` directory (full weights, no adapter)."""
+    from workbench.model import write_final_info
+
+    model, tokenizer = tiny
+    final = tmp_path / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    write_final_info(final, {"name": "deepseek-v3-tiny"}, adapter=False)
+    return final
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` need CUDA; on a CPU machine they are skipped with the reason shown."""
     import torch

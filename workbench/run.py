@@ -99,13 +99,16 @@ def _new_output_dir(recipe) -> Path:
 
 def _resumable(recipe) -> tuple[Path, str, str]:
     """(output_dir, MLflow run id, checkpoint) of the newest unfinished run of this recipe."""
-    parent = _new_output_dir(recipe).parent if not recipe.train.output_dir else _new_output_dir(recipe)
-    candidates = [parent] if recipe.train.output_dir else sorted(parent.glob("*"), reverse=True)
+    newest = _new_output_dir(recipe)
+    # A fixed train.output_dir is the one candidate; otherwise every run folder of the recipe, newest first.
+    candidates = [newest] if recipe.train.output_dir else sorted(newest.parent.glob("*"), reverse=True)
     for path in candidates:
         info_file = path / RUN_INFO
         checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        if info_file.is_file() and checkpoints and json.loads(info_file.read_text())["state"] != "finished":
-            return path, json.loads(info_file.read_text())["run_id"], str(checkpoints[-1])
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {"state": "finished"}
+        if checkpoints and info["state"] != "finished":
+            return path, info["run_id"], str(checkpoints[-1])
+    parent = newest if recipe.train.output_dir else newest.parent
     raise WorkbenchError(f"--resume: no unfinished run of '{recipe.name}' with a checkpoint under {parent}")
 
 

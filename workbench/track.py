@@ -64,10 +64,11 @@ class Tracker:
         text = yaml.safe_dump(recipe_dict, sort_keys=False)
         (output_dir / "recipe.yaml").write_text(text)
         self.mlflow.log_artifact(str(output_dir / "recipe.yaml"))
+        commit = git_commit()
         params = {k: str(v) for k, v in flatten(recipe_dict).items() if k not in ("path",)}
         params.update({f"version.{k}": v for k, v in package_versions().items()})
         params.update({"data.fingerprint": splits.fingerprint, "data.train_rows": len(splits.train),
-                       "data.eval_rows": len(splits.eval) if splits.eval is not None else 0, "git.commit": git_commit()})
+                       "data.eval_rows": len(splits.eval) if splits.eval is not None else 0, "git.commit": commit})
         existing = self.mlflow.get_run(self.run_id).data.params
         self.mlflow.log_params({k: v for k, v in params.items() if k not in existing})  # resume: params are immutable
         self.mlflow.set_tags({
@@ -76,7 +77,7 @@ class Tracker:
             "base_model": recipe.model.from_run and f"run:{recipe.model.from_run}" or recipe.model.name,
             "output_dir": str(output_dir),
             "data.fingerprint": splits.fingerprint,
-            "mlflow.source.git.commit": git_commit(),
+            "mlflow.source.git.commit": commit,
             **recipe.track.tags,
         })
 

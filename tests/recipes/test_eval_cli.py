@@ -79,17 +79,13 @@ def test_scores_equal_lm_eval_cli_for_every_local_task(tiny, parity_suite, tmp_p
         assert _outputs(rows) == _outputs(cli_samples[task]), task
 
 
-def test_workbench_eval_on_a_run_id_logs_onto_that_run(tiny, tmp_path, monkeypatch, capsys):
+def test_workbench_eval_on_a_run_id_logs_onto_that_run(tiny, tiny_final_dir, tmp_path, monkeypatch, capsys):
     import mlflow
 
     from workbench.cli import main
-    from workbench.model import write_final_info
 
     model, tokenizer = tiny
-    final = tmp_path / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    write_final_info(final, {"name": "deepseek-v3-tiny"}, adapter=False)
+    final = tiny_final_dir
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = mlflow.MlflowClient(tracking_uri=uri)

@@ -20,17 +20,11 @@ METRIC = "eval/legal_mc/acc_none"
 
 
 @pytest.fixture
-def store(tiny, tmp_path):
+def store(tiny_final_dir, tmp_path):
     """(client, uri, [run ids]): three finished runs of experiment `legal` whose final_dir is one tiny model."""
     import mlflow
 
-    from workbench.model import write_final_info
-
-    model, tokenizer = tiny
-    final = tmp_path / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    write_final_info(final, {"name": "deepseek-v3-tiny"}, adapter=False)
+    final = tiny_final_dir
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("legal", artifact_location=str(tmp_path / "artifacts"))
