@@ -6,6 +6,7 @@
     workbench export legal                         # merged, verified model dir from the newest legal run
     workbench eval deepseek-v3-tiny --suite smoke  # score a run id, model dir, hub id or preset (evals/suites.yaml)
     workbench schedule --suite legal --every 600   # evaluate finished runs lacking the suite (--cron EXPR, --once)
+    workbench estimate deepseek-v3-legal --gpus 8 --nodes 4   # memory per GPU/host for the recipe's ZeRO set-up
 
 Errors in the user's input print one line naming the file and key (or row and field) and exit with 2.
 The last line of `finetune` is `run_id=<id> output_dir=<path>` for scripts.
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--claims-db", help="claims database: SQLAlchemy URL or sqlite path "
                           "(default: $WORKBENCH_CLAIMS_DB, else next to a sqlite tracking store)")
     schedule.add_argument("--batch-size", type=int, default=8)
+    estimate = sub.add_parser("estimate", help="memory per GPU and host for a recipe (no weights needed)")
+    estimate.add_argument("recipe")
+    estimate.add_argument("overrides", nargs="*")
+    estimate.add_argument("--gpus", type=int, default=1, help="GPUs per node")
+    estimate.add_argument("--nodes", type=int, default=1)
+    estimate.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="memory of one GPU")
+    estimate.add_argument("--json", action="store_true", help="print the numbers as JSON")
     return parser
 
 
@@ -68,6 +76,8 @@ def cmd_finetune(args) -> int:
         run.train()
     finally:
         run.close()
+    if run.tracker.run_id is None:  # ranks other than 0 of a multi-process job
+        return 0
     print(f"Finished {recipe.name} ({recipe.method.name}). Tracking store: {run.tracker.uri}")
     print(f"run_id={run.tracker.run_id} output_dir={run.output_dir}")
     return 0
@@ -133,8 +143,24 @@ def cmd_schedule(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    import json
+
+    from workbench.config import load_recipe
+    from workbench.estimate import estimate, render
+
+    for flag, value in (("--gpus", args.gpus), ("--nodes", args.nodes), ("--gpu-memory", args.gpu_memory)):
+        if value <= 0:
+            raise WorkbenchError(f"estimate: {flag} must be > 0, got {value:g}")
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = estimate(recipe, gpus_per_node=args.gpus, nodes=args.nodes, gpu_memory_gib=args.gpu_memory)
+    print(json.dumps(result, indent=2) if args.json else render(result, recipe))
+    return 0
+
+
 COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
-            "apply-patch": cmd_apply_patch, "schedule": cmd_schedule}
+            "apply-patch": cmd_apply_patch, "schedule": cmd_schedule,
+            "estimate": cmd_estimate}
 
 
 def main(argv: list[str] | None = None) -> int:

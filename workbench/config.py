@@ -34,6 +34,8 @@ class ModelConfig:
     experts_implementation: Literal["auto", "eager", "grouped_mm"] = "auto"
     attn_implementation: str | None = None
     trust_remote_code: bool = False
+    quantize: Literal["none", "nf4", "int8"] = "none"  # QLoRA: load the base in 4-bit nf4 or 8-bit (CUDA, bitsandbytes)
+    architecture: str | None = None  # a published model whose config these weights share (estimates without weights)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class TrainConfig:
     save_total_limit: int = 2
     seed: int = 42
     num_threads: int | None = None
+    deepspeed: str | None = None  # zero2 | zero3 | zero3_offload (recipes/deepspeed/) or a JSON path
     output_dir: str | None = None  # default runs/<recipe>/<run-name>
 
 
@@ -360,5 +363,27 @@ def check_recipe(recipe: Recipe, label: str) -> None:
             tuple(recipe.peft.target_modules) != ("routed_experts",) or recipe.peft.modules_to_save):
         raise WorkbenchError(f"{label}: peft.target_modules: ESFT with LoRA adapts only the selected experts: "
                              "set it to [routed_experts] and leave peft.modules_to_save empty")
+    if recipe.model.quantize != "none" and recipe.peft.type != "lora":
+        raise WorkbenchError(f"{label}: model.quantize: a quantized base trains adapters only: set peft.type: lora")
+    if recipe.train.deepspeed:
+        _check_deepspeed(recipe, label)
     if recipe.train.packing and recipe.method.name != "sft":
         raise WorkbenchError(f"{label}: train.packing: only sft packs sequences, not {recipe.method.name}")
+
+
+def _check_deepspeed(recipe: Recipe, label: str) -> None:
+    from workbench import distributed
+
+    config = distributed.load_config(recipe.train.deepspeed)
+    distributed.check_consistency(recipe, config, distributed.world_size(), label)
+    if distributed.zero_stage(config) != 3:
+        return
+    if recipe.model.quantize != "none":
+        raise WorkbenchError(f"{label}: model.quantize: 4/8-bit weights cannot be partitioned by ZeRO-3; "
+                             "use zero2 or model.quantize: none")
+    if recipe.moe.esft != "none" and recipe.peft.type == "none":
+        raise WorkbenchError(f"{label}: moe.esft: full ESFT masks expert gradients, which ZeRO-3 partitions; "
+                             "use zero2 or ESFT with LoRA (peft.type: lora)")
+    if recipe.method.reference == "model" and recipe.method.name in ("dpo", "kto"):
+        raise WorkbenchError(f"{label}: method.reference: a frozen reference copy is not partitioned under ZeRO-3; "
+                             "use method.reference: adapter with LoRA, or zero2")

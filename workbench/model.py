@@ -101,6 +101,42 @@ def resolve_source(name: str, seed: int) -> str:
     return name
 
 
+def check_loadable(cfg, source: str) -> None:
+    """Fail in one line, before any run is opened, on weights this machine cannot train."""
+    if cfg.quantize != "none":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WorkbenchError(f"model.quantize: {cfg.quantize} loads the base through bitsandbytes' CUDA kernels and "
+                                 "this machine has no CUDA GPU; set model.quantize: none here")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise WorkbenchError("model.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'") from None
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):
+        return  # from_pretrained reports it with the model's name
+    quant = getattr(config, "quantization_config", None) or {}
+    quant = quant if isinstance(quant, dict) else quant.to_dict()
+    if quant.get("quant_method") == "fp8":
+        raise WorkbenchError(f"model.name: '{cfg.name}' holds FP8 weights (DeepSeek-V3's published format), which "
+                             "cannot be fine-tuned; convert them to BF16 (DeepSeek-V3's inference/fp8_cast_bf16.py) "
+                             "and set model.name to that directory")
+
+
+def _bnb_config(quantize: str):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
 def _in_hub_cache(repo_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -145,6 +181,8 @@ def _from_pretrained(source: str, cfg):
         kwargs["experts_implementation"] = experts_implementation(cfg.experts_implementation)
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    if getattr(cfg, "quantize", "none") != "none":
+        kwargs["quantization_config"] = _bnb_config(cfg.quantize)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)

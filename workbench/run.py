@@ -11,6 +11,7 @@ continues the newest unfinished run of the recipe from its last checkpoint, in t
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,38 +34,67 @@ class Run:
     moe: object | None = None
     esft_selection: dict | None = None
     base_scores: dict | None = None
+    distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
+    zero_stage: int = 0
+    ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
     status: str = "RUNNING"
 
     def train(self):
         self.status = "FAILED"
-        _write_info(self.output_dir, self.tracker.run_id, "running")
+        main = self.distributed is None or self.distributed.is_main_process()
+        if main:
+            _write_info(self.output_dir, self.tracker.run_id, "running")
         if not self.resume_from:
             self.base_scores = self._evaluate("base")
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
-        self.trainer.save_model(str(final_dir))  # adapter for LoRA, full weights otherwise
-        self.trainer.processing_class.save_pretrained(str(final_dir))
-        write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
-        from workbench.moe.patch import save_expert_patch, save_router_bias
+        self._save_final(final_dir)
+        if main:
+            self.trainer.processing_class.save_pretrained(str(final_dir))
+            write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
+            from workbench.moe.patch import save_expert_patch, save_router_bias
 
-        save_router_bias(self.trainer.model, final_dir)
-        if self.esft_selection:
-            save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
-        self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
+            save_router_bias(self.trainer.model, final_dir)
+            if self.esft_selection:
+                save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
+            self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         tuned = self._evaluate("eval")
-        if self.recipe.eval.retention_suite:
+        if self.recipe.eval.retention_suite and tuned:
             from workbench.retention import retention_gate
 
             retention_gate(self.tracker, self.base_scores or {}, tuned, self.recipe.eval)
-        _write_info(self.output_dir, self.tracker.run_id, "finished")
+        if main:
+            _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
         return result
+
+    def _save_final(self, final_dir: Path) -> None:
+        """Adapter for LoRA, full weights otherwise. Under ZeRO-3 a LoRA run gathers only the trainable
+        tensors (the frozen base is never assembled on one host: that is what runs out of memory on big MoEs)."""
+        if not (self.zero_stage == 3 and self.recipe.peft.type != "none"):
+            self.trainer.save_model(str(final_dir))
+            return
+        import deepspeed
+
+        model = self.trainer.model
+        model = model.module if hasattr(model, "module") else model
+        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        with deepspeed.zero.GatheredParameters([p for _, p in trainable], modifier_rank=None):
+            state = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
+        if self.distributed.is_main_process():
+            model.save_pretrained(str(final_dir), state_dict=state)
 
     def _evaluate(self, prefix: str) -> dict[str, float]:
         """The recipe's eval suites on the model as it is now; scores logged as `<prefix>/<task>/<metric>`."""
         cfg = self.recipe.eval
         suites = [s for s in dict.fromkeys((cfg.suite, cfg.retention_suite)) if s]
         if not suites:
+            return {}
+        if self.zero_stage == 3 or (self.distributed and self.distributed.world_size() > 1):
+            if prefix == "base" and (self.distributed is None or self.distributed.is_main_process()):
+                print(f"notice: eval: suites {', '.join(suites)} skipped: recipe evals run in a single process "
+                      f"without ZeRO-3; score the run afterwards with `workbench eval <run id> --suite {suites[0]}` "
+                      "(or `make schedule`)")
             return {}
         from workbench.evaluate import format_scores, log_to_run, run_suite
 
@@ -94,7 +124,12 @@ def _new_output_dir(recipe) -> Path:
     if recipe.train.output_dir:
         path = Path(recipe.train.output_dir)
         return path if path.is_absolute() else project_root() / path
-    return runs_dir() / recipe.name / (recipe.track.run_name or time.strftime("%Y%m%d-%H%M%S"))
+    name = recipe.track.run_name or os.environ.get("WORKBENCH_RUN_NAME")
+    if not name and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank must write to the same folder; a clock-based name would differ between processes.
+        raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
+                             "`make finetune GPUS=N` does this for you")
+    return runs_dir() / recipe.name / (name or time.strftime("%Y%m%d-%H%M%S"))
 
 
 def _resumable(recipe) -> tuple[Path, str, str]:
@@ -116,11 +151,16 @@ def build(recipe, resume: bool = False) -> Run:
     import torch
 
     from workbench.data import load_dataset
-    from workbench.model import load_model, resolve_source
+    from workbench.model import check_loadable, load_model, resolve_source
     from workbench.track import tracker, tracking_uri
 
     if recipe.train.num_threads:
         torch.set_num_threads(recipe.train.num_threads)
+    dist, ds_config, keepalive = None, None, None
+    if recipe.train.deepspeed:
+        from workbench import distributed as dist
+
+        dist.prepare_process()
     if resume:
         output_dir, run_id, checkpoint = _resumable(recipe)
     else:
@@ -128,24 +168,60 @@ def build(recipe, resume: bool = False) -> Run:
     # Bad data or an unreachable model fail here, before a run is opened in MLflow.
     splits = load_dataset(recipe.data, recipe.method.name)
     base_model = _pinned(recipe)
-    if not base_model.from_run:
-        resolve_source(base_model.name, base_model.seed)
-    track = tracker(recipe, run_name=output_dir.name, run_id=run_id)
+    source = None if base_model.from_run else resolve_source(base_model.name, base_model.seed)
+    if source is not None:
+        check_loadable(base_model, source)
+    if dist:
+        ds_config, keepalive = _deepspeed_config(recipe, source, base_model)
+    if dist and not dist.is_main_process():
+        from workbench.track import NullTracker
+
+        track = NullTracker()
+    else:
+        track = tracker(recipe, run_name=output_dir.name, run_id=run_id)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         track.log_start(recipe, splits, output_dir)
         if base_model.from_run:
             track.mlflow.set_tag("base_run_id", base_model.from_run)
+        if ds_config:
+            track.mlflow.log_dict(ds_config, "deepspeed_config.json")
+            track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
         model, tokenizer = load_model(base_model)
-        trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track)
+        trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
     except BaseException:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track,
-               base_model=dict(base_model.__dict__), resume_from=checkpoint, moe=moe, esft_selection=selection)
+               base_model=dict(base_model.__dict__), resume_from=checkpoint, moe=moe, esft_selection=selection,
+               distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
 
 
-def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track):
+def _deepspeed_config(recipe, source: str | None, base_model):
+    """(resolved DeepSpeed config, HfDeepSpeedConfig to keep alive). Under ZeRO-3 the HfDeepSpeedConfig
+    makes `from_pretrained` partition the weights while loading (zero.Init), so no rank ever holds the
+    whole model; that needs the model's width up front, read from its config."""
+    from workbench import distributed as dist
+
+    hidden = None
+    if source is not None:
+        from transformers import AutoConfig
+
+        hidden = getattr(AutoConfig.from_pretrained(source, revision=base_model.revision,
+                                                    trust_remote_code=base_model.trust_remote_code), "hidden_size", None)
+    config = dist.resolved_config(recipe, hidden_size=hidden)
+    dist.validate(config)
+    keepalive = None
+    if dist.zero_stage(config) == 3 and hidden is not None:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        dist.init_process_group()  # zero.Init partitions across the real world size
+
+        keepalive = HfDeepSpeedConfig(config)
+    return config, keepalive
+
+
+def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_config: dict | None = None):
     """Model surgery in order: trainable groups, ESFT, reference copy, LoRA; then the trainer and MoE plugin."""
     from workbench.data import as_texts
     from workbench.lora import wrap
@@ -162,15 +238,26 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track):
         if recipe.peft.type == "none":
             track.log_esft(selection, control.esft_restrict(model, selection), total)
     reference = reference_model(recipe, model)
+    if recipe.model.quantize != "none":  # QLoRA: norms in fp32, inputs that carry gradients through frozen 4/8-bit layers
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(recipe.train.gradient_checkpointing
+                                                                                       in (None, True)))
     model, adapted = wrap(model, recipe.peft)
     if selection is not None and recipe.peft.type != "none":
         track.log_esft(selection, control.esft_restrict_lora(model, selection), total)
     if adapted:
         track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
         print(f"LoRA adapters: {', '.join(f'{k} {v}' for k, v in adapted.items())}")
+    if ds_config and ds_config.get("zero_optimization", {}).get("stage") == 3:
+        from workbench.distributed import register_moe_leaves
+
+        leaves = register_moe_leaves(model)
+        if leaves:
+            print(f"ZeRO-3: {', '.join(leaves)} gathered as one leaf module (no rank waits on unrouted experts)")
     callbacks = [track.callback()]
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
-                                                           callbacks, reference=reference)
+                                                           callbacks, reference=reference, deepspeed=ds_config)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir)
     return trainer, moe, selection
 

@@ -129,3 +129,22 @@ def tracking_uri(recipe) -> str:
 
 def tracker(recipe, run_name: str, run_id: str | None = None) -> Tracker:
     return Tracker(tracking_uri(recipe), recipe.track.experiment or recipe.name, run_name, run_id)
+
+
+class NullTracker:
+    """What ranks other than 0 get in a multi-process run: one MLflow run per job, written by rank 0 only."""
+
+    run_id = None
+    uri = None
+
+    class _Quiet:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    mlflow = _Quiet()
+
+    def __getattr__(self, name):  # log_start, log_metrics, log_esft, log_artifact, log_final, end
+        return lambda *args, **kwargs: None
+
+    def callback(self) -> TrainerCallback:
+        return TrainerCallback()

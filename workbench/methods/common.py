@@ -13,8 +13,8 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def shared_args(recipe, output_dir: str, has_eval: bool) -> dict:
-    """Keyword arguments for any TRL config class, from the recipe's `train:` section."""
+def shared_args(recipe, output_dir: str, has_eval: bool, deepspeed: dict | None = None) -> dict:
+    """Keyword arguments for any TRL config class, from the recipe's `train:` section (and its resolved DeepSpeed config)."""
     train = recipe.train
     checkpointing = uses_gpu() if train.gradient_checkpointing is None else train.gradient_checkpointing
     return dict(
@@ -43,6 +43,7 @@ def shared_args(recipe, output_dir: str, has_eval: bool) -> dict:
         report_to="none",  # the workbench's own tracker logs to MLflow
         disable_tqdm=False,
         dataloader_num_workers=0,
+        deepspeed=deepspeed,
         **precision_flags(train.precision),
     )
 

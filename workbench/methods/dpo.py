@@ -9,10 +9,10 @@ from trl import DPOConfig, DPOTrainer
 from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
     extra = {"loss_type": [recipe.method.loss_type]} if recipe.method.loss_type else {}
     args = DPOConfig(
-        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None, deepspeed=deepspeed),
         beta=recipe.method.beta,
         max_length=recipe.train.max_length,
         dataset_num_proc=1,

@@ -5,9 +5,9 @@ from trl import KTOConfig, KTOTrainer
 from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
     args = KTOConfig(
-        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None, deepspeed=deepspeed),
         beta=recipe.method.beta,
         desirable_weight=recipe.method.desirable_weight,
         undesirable_weight=recipe.method.undesirable_weight,

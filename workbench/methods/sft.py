@@ -5,9 +5,9 @@ from trl import SFTConfig, SFTTrainer
 from workbench.methods.common import shared_args
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None):
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
     args = SFTConfig(
-        **shared_args(recipe, output_dir, has_eval=splits.eval is not None),
+        **shared_args(recipe, output_dir, has_eval=splits.eval is not None, deepspeed=deepspeed),
         max_length=recipe.train.max_length,
         packing=recipe.train.packing,
         assistant_only_loss=recipe.train.assistant_only_loss,

@@ -23,6 +23,11 @@ LOAD_ARTIFACT = "moe/expert_load.npz"
 def attach(trainer, cfg, tracker, output_dir: Path):
     model = trainer.model
     if not find_routers(model):
+        if cfg.balance != "none":
+            from workbench.errors import WorkbenchError
+
+            raise WorkbenchError(f"moe.balance: {cfg.balance} needs DeepSeek-V3 routers (sigmoid scores with a "
+                                 f"correction bias); this {model.config.model_type} model has none: set moe.balance: none")
         return None
     if cfg.balance == "none" and not cfg.telemetry:
         return None

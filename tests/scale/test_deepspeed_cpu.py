@@ -1,0 +1,65 @@
+"""A real DeepSpeed engine on CPU (DS_ACCELERATOR=cpu, gloo): the legal recipe under ZeRO-3 with parameters and
+optimizer offloaded trains to the same losses as without DeepSpeed, logs one MLflow run, and saves a model
+that reloads. The first run compiles DeepSpeed's CPU Adam into .cache/workbench/torch_extensions (~1-4 min)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STEPS = 4
+COMMON = ["train.max_steps=4", "train.logging_steps=1", "train.eval_steps=1000", "train.save_steps=1000",
+          "data.max_rows=96", "train.batch_size=8"]
+# Same seed, same data order. Plain CPU training is itself not bit-reproducible (expert scatter-adds run
+# threaded): two plain runs differ by up to ~0.3% at step 4. DeepSpeed's CPU Adam and its ZeRO-3 gradient
+# partitions add float rounding of the same order. Step 1 sees identical weights, so it must agree closely.
+FIRST_STEP_TOL, LATER_TOL = 1e-3, 1e-2
+
+
+def _finetune(tmp: Path, name: str, extra: list[str]) -> tuple[str, Path]:
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "finetune", "legal", *COMMON, *extra,
+         f"track.tracking_uri={uri}", f"train.output_dir={tmp / name}"],
+        capture_output=True, text=True, env=env, timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = out.stdout.strip().splitlines()[-1]
+    run_id = last.split()[0].removeprefix("run_id=")
+    return run_id, tmp / name / "final"
+
+
+@pytest.mark.slow
+def test_zero3_offload_on_cpu_matches_plain_training_and_reloads(tmp_path):
+    import mlflow
+    import torch
+
+    from workbench.config import ModelConfig
+    from workbench.model import load_final, load_model
+
+    plain_id, _ = _finetune(tmp_path, "plain", [])
+    ds_id, ds_final = _finetune(tmp_path, "zero3", ["train.deepspeed=zero3_offload"])
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    history = lambda run_id: [m.value for m in sorted(client.get_metric_history(run_id, "train/loss"),  # noqa: E731
+                                                      key=lambda m: m.step)]
+    plain, ds = history(plain_id), history(ds_id)
+    assert len(plain) == len(ds) == STEPS
+    assert abs(ds[0] - plain[0]) <= FIRST_STEP_TOL * plain[0]
+    for a, b in zip(plain, ds):
+        assert abs(a - b) <= LATER_TOL * a, (plain, ds)
+    assert ds[-1] < ds[0]  # it learned
+
+    run = client.get_run(ds_id)
+    assert run.data.tags["deepspeed"] == "zero3 x 1 processes"
+    assert "deepspeed_config.json" in [a.path for a in client.list_artifacts(ds_id)]
+    assert "moe/mean/max_over_mean" in run.data.metrics  # routing telemetry works under ZeRO-3
+
+    model, tokenizer = load_final(ds_final)  # adapter gathered from ZeRO-3 partitions, merged onto the base
+    base, _ = load_model(ModelConfig())
+    ids = tokenizer("The tenant must give written notice before ending the lease.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        tuned_loss, base_loss = model(ids, labels=ids).loss.item(), base(ids, labels=ids).loss.item()
+    assert tuned_loss < base_loss
