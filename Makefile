@@ -1,5 +1,7 @@
 # The front door. Every target installs what it needs on first use (`make setup` does only that).
 #   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1]
+#   make finetune RECIPE=moonlight-legal GPUS=4 [NODES=2 HOSTFILE=hostfile]   (DeepSpeed launcher; no GPUS: one process)
+#   make estimate RECIPE=deepseek-v3-legal GPUS=8 NODES=4 [GPU_MEMORY=80]    (memory per GPU and host, no weights)
 #   make validate RECIPE=legal
 #   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
 #   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
@@ -21,6 +23,14 @@ PORT ?= 8501
 MLFLOW_PORT ?= 5000
 BACKEND ?= $(if $(MLFLOW_TRACKING_URI),$(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 BENCH_ARGS ?=
+GPUS ?=
+NODES ?= 1
+HOSTFILE ?=
+GPU_MEMORY ?= 80
+# Every rank of one job writes to the same run folder, so the launcher names it once.
+RUN_NAME := $(shell date +%Y%m%d-%H%M%S)
+MULTI_NODE := $(filter-out 1,$(NODES))
+LAUNCH = $(if $(GPUS),$(VENV)/bin/deepspeed --no_local_rank --num_gpus $(GPUS) $(if $(MULTI_NODE),--num_nodes $(NODES) --hostfile $(HOSTFILE)) $(VENV)/bin/workbench,$(VENV)/bin/workbench)
 # local evals never touch the hub
 EVAL_OFFLINE := $(if $(filter hub,$(SOURCE)),0,1)
 
@@ -28,7 +38,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate eval dashboard mlflow bench schedule test clean
+.PHONY: setup finetune validate estimate eval dashboard mlflow bench schedule test clean
 
 setup: $(STAMP)
 
@@ -41,7 +51,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 finetune: $(STAMP)
-	$(VENV)/bin/workbench finetune $(RECIPE) $(OVERRIDES) $(if $(RESUME),--resume)
+	$(if $(and $(MULTI_NODE),$(if $(HOSTFILE),,missing)),$(error NODES=$(NODES) needs HOSTFILE=<file listing "host slots=N" per node>))
+	$(LAUNCH) finetune $(RECIPE) $(OVERRIDES) $(if $(RESUME),--resume,$(if $(GPUS),track.run_name=$(RUN_NAME)))
+
+estimate: $(STAMP)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} $(VENV)/bin/workbench estimate $(RECIPE) $(OVERRIDES) --gpus $(or $(GPUS),1) --nodes $(NODES) --gpu-memory $(GPU_MEMORY)
 
 validate: $(STAMP)
 	$(VENV)/bin/workbench validate $(RECIPE) $(OVERRIDES)

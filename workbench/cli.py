@@ -89,6 +89,10 @@ def cmd_validate(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     splits = load_dataset(recipe.data, recipe.method.name)
+    if not recipe.model.from_run:
+        from workbench.model import check_loadable, resolve_source
+
+        check_loadable(recipe.model, resolve_source(recipe.model.name, recipe.model.seed))
     n_eval = len(splits.eval) if splits.eval is not None else 0
     print(f"{recipe.name}: ok ({recipe.method.name}, model {recipe.model.from_run and 'from run ' + recipe.model.from_run or recipe.model.name}, "
           f"{len(splits.train)} train / {n_eval} eval rows from {splits.source})")

@@ -125,10 +125,6 @@ def _new_output_dir(recipe) -> Path:
         path = Path(recipe.train.output_dir)
         return path if path.is_absolute() else project_root() / path
     name = recipe.track.run_name or os.environ.get("WORKBENCH_RUN_NAME")
-    if not name and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Every rank must write to the same folder; a clock-based name would differ between processes.
-        raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
-                             "`make finetune GPUS=N` does this for you")
     return runs_dir() / recipe.name / (name or time.strftime("%Y%m%d-%H%M%S"))
 
 
@@ -164,6 +160,11 @@ def build(recipe, resume: bool = False) -> Run:
     if resume:
         output_dir, run_id, checkpoint = _resumable(recipe)
     else:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (recipe.track.run_name or recipe.train.output_dir
+                                                               or os.environ.get("WORKBENCH_RUN_NAME")):
+            # Every rank must write to the same folder; a clock-based name could differ between processes.
+            raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
+                                 "`make finetune GPUS=N` does this for you")
         output_dir, run_id, checkpoint = _new_output_dir(recipe), None, None
     # Bad data or an unreachable model fail here, before a run is opened in MLflow.
     splits = load_dataset(recipe.data, recipe.method.name)

@@ -3,6 +3,7 @@ optimizer offloaded trains to the same losses as without DeepSpeed, logs one MLf
 that reloads. The first run compiles DeepSpeed's CPU Adam into .cache/workbench/torch_extensions (~1-4 min)."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,34 @@ def test_zero3_offload_on_cpu_matches_plain_training_and_reloads(tmp_path):
     with torch.no_grad():
         tuned_loss, base_loss = model(ids, labels=ids).loss.item(), base(ids, labels=ids).loss.item()
     assert tuned_loss < base_loss
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_run_and_one_output_folder(tmp_path):
+    """Two ranks under ZeRO-3 (gloo on CPU): one MLflow run written by rank 0, the adapter gathered from both
+    ranks' partitions into full-size tensors."""
+    import mlflow
+    from safetensors.torch import load_file
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's port 0 is not passed to workers)
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    out = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", port, "-m", "workbench.cli", "finetune", "legal",
+         *COMMON, "train.deepspeed=zero3", "train.batch_size=4", "track.run_name=two-ranks",
+         f"track.tracking_uri={uri}"],
+        capture_output=True, text=True, env=env, timeout=1200, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("run_id=") == 1  # only rank 0 reports
+
+    runs = mlflow.MlflowClient(uri).search_runs([mlflow.MlflowClient(uri).get_experiment_by_name("legal").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["train.batch_size"] == "4"
+    assert runs[0].data.tags["deepspeed"] == "zero3 x 2 processes"
+    final = Path(runs[0].data.tags["final_dir"])
+    weights = load_file(final / "adapter_model.safetensors")
+    assert weights["base_model.model.lm_head.weight"].shape == (8192, 256)  # whole, not one rank's shard
