@@ -212,6 +212,7 @@ def train_workbench(spec: dict, workdir: Path) -> dict:
     from workbench.run import build
 
     overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
+                 "eval.suite=null",  # the recipe's lm-eval scores before/after: not part of the training loop
                  f"train.output_dir={workdir / 'workbench'}", f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
                  *spec.get("model_overrides", []), *spec.get("overrides", [])]
     recipe = load_recipe(RECIPE, overrides)

@@ -1,7 +1,7 @@
 """Eval suites and the lm-eval task folder they run from.
 
     from workbench.eval_tasks import suite_tasks, task_dir, task_manager
-    suite_tasks("standard", "local")  # [SuiteTask(name='mmlu', task='mmlu_local', limit=None, num_fewshot=5), ...]
+    suite_tasks("standard", "local")  # [SuiteTask(name='mmlu', task='mmlu_local', limit=None, num_fewshot=5, chat=False), ...]
     task_dir()                        # runnable copy of evals/tasks, e.g. for `lm-eval run --include_path`
 
 Task YAML lives in `evals/tasks/`; suites in `evals/suites.yaml`. The YAML names three folders as
@@ -99,10 +99,11 @@ def task_manager():
 
 @dataclass(frozen=True)
 class SuiteTask:
-    name: str  # the benchmark, as scores are named: mmlu, gsm8k, humaneval, legal_mc
+    name: str  # scores are named after it: the benchmark (mmlu, legal_mc), `<benchmark>_chat` with chat
     task: str  # the lm-eval task or group for the chosen source
     limit: int | None = None
     num_fewshot: int | None = None
+    chat: bool = False  # prompts go through the model's chat template (lm-eval's apply_chat_template)
 
 
 @cache
@@ -140,9 +141,9 @@ def suite_tasks(suite: str, source: str = "local") -> list[SuiteTask]:
     for i, entry in enumerate(suites[suite] or []):
         where = f"{path}: suites.{suite}[{i}]"
         entry = {"task": entry} if isinstance(entry, str) else dict(entry)
-        unknown = set(entry) - {"task", "limit", "num_fewshot"}
+        unknown = set(entry) - {"task", "limit", "num_fewshot", "chat"}
         if unknown:
-            raise WorkbenchError(f"{where}: unknown key(s) {sorted(unknown)}; expected task, limit, num_fewshot")
+            raise WorkbenchError(f"{where}: unknown key(s) {sorted(unknown)}; expected task, limit, num_fewshot, chat")
         name = entry.get("task")
         sources = (data.get("tasks") or {}).get(name)
         if sources is None:
@@ -153,7 +154,12 @@ def suite_tasks(suite: str, source: str = "local") -> list[SuiteTask]:
             value = entry.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise WorkbenchError(f"{where}.{key}: must be an integer >= 0, got {value!r}")
-        out.append(SuiteTask(name, sources[source], entry.get("limit"), entry.get("num_fewshot")))
+        chat = entry.get("chat", False)
+        if not isinstance(chat, bool):
+            raise WorkbenchError(f"{where}.chat: must be true or false, got {chat!r}")
+        # A chat-formatted score is a different measurement: its own name, so the two never mix on a run.
+        out.append(SuiteTask(f"{name}_chat" if chat else name, sources[source], entry.get("limit"),
+                             entry.get("num_fewshot"), chat))
     if not out:
         raise WorkbenchError(f"{path}: suites.{suite}: lists no tasks")
     return out

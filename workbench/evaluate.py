@@ -14,9 +14,11 @@ own metrics and aggregations through its HF model class (HFLM wrapping the model
 
 import json
 import os
+import random
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -66,6 +68,32 @@ def _merge(into: dict, results: dict) -> None:
             into.setdefault(key, value)
 
 
+def _chat_named(out: dict) -> dict:
+    """lm-eval's per-task entries keyed `<task>_chat`, so a suite can hold a task with and without chat."""
+    renamed = {}
+    for key, value in out.items():
+        if isinstance(value, dict) and key != "config":
+            value = {f"{k}_chat": [f"{t}_chat" for t in v] if key == "group_subtasks" else v for k, v in value.items()}
+        renamed[key] = value
+    return renamed
+
+
+@contextmanager
+def _caller_rng_kept():
+    """simple_evaluate reseeds python, numpy and torch (as `lm-eval run` does); give the caller its own
+    generators back, so a recipe's eval before training does not change the data order it trains on."""
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: str = "local",
               batch_size: int = 8, max_length: int | None = None, gen_kwargs: dict | None = None) -> dict:
     """Run every task of `suite` (evals/suites.yaml) on an in-memory model; `limit` overrides the suite's.
@@ -74,9 +102,15 @@ def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: st
     like `lm-eval run --gen_kwargs`.
 
     Returns {"scores": {"<task>/<metric>_<filter>": float}, "results": <lm-eval results, merged over
-    tasks>, "samples": {<lm-eval task>: [per-sample records]}, "suite", "source", "elapsed_s"}.
+    tasks>, "samples": {<lm-eval task>: [per-sample records]}, "suite", "source", "elapsed_s"}; a `chat: true`
+    entry's scores are named `<benchmark>_chat/...` and its lm-eval entries `<task>_chat`.
     """
     tasks = check_suite(suite, source, limit)
+    with _caller_rng_kept():
+        return _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs)
+
+
+def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
@@ -88,11 +122,15 @@ def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: st
         out = simple_evaluate(
             model=lm, tasks=[entry.task], task_manager=manager, num_fewshot=entry.num_fewshot,
             limit=limit if limit is not None else entry.limit, log_samples=True, gen_kwargs=gen_kwargs,
+            # like `lm-eval run --apply_chat_template`, which also turns few-shot examples into chat turns
+            apply_chat_template=entry.chat, fewshot_as_multiturn=entry.chat,
             confirm_run_unsafe_code=True,  # humaneval: generated code runs in workbench.sandbox
         )
+        scores.update(flat_scores(out, entry.name, entry.task))
+        if entry.chat:
+            out = _chat_named(out)
         samples.update(out.pop("samples", None) or {})
         _merge(results, out)
-        scores.update(flat_scores(out, entry.name, entry.task))
     results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": str(task_dir()),
                             "tasks": [vars(t) for t in tasks]}
     return {"scores": scores, "results": results, "samples": samples, "suite": suite, "source": source,

@@ -32,13 +32,22 @@ def parity_suite(monkeypatch):
     return {name: sources["local"] for name, sources in real["tasks"].items() if "local" in sources}
 
 
-def _lm_eval_cli(tasks: list[str], out: Path) -> tuple[dict, dict]:
+@pytest.fixture
+def chat_suite(monkeypatch):
+    """The legal tasks as suite entries with `chat: true` (what `lm-eval run --apply_chat_template` does)."""
+    real = load_suites()
+    entries = [{"task": task, "chat": True, "num_fewshot": 5} for task in ("legal_mc", "legal_cloze")]
+    monkeypatch.setattr(eval_tasks, "load_suites", lambda: {"tasks": real["tasks"], "suites": {"chat": entries}})
+    return ["legal_mc", "legal_cloze"]
+
+
+def _lm_eval_cli(tasks: list[str], out: Path, *flags: str) -> tuple[dict, dict]:
     model_dir = preset_dir("deepseek-v3-tiny", 0)
     cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf",
            "--model_args", f"pretrained={model_dir},dtype=float32", "--tasks", ",".join(tasks),
            "--include_path", str(task_dir()), "--limit", str(LIMIT), "--batch_size", "8",
            "--gen_kwargs", ",".join(f"{k}={v}" for k, v in GEN.items()),
-           "--output_path", str(out), "--log_samples", "--confirm_run_unsafe_code"]
+           "--output_path", str(out), "--log_samples", "--confirm_run_unsafe_code", *flags]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -77,6 +86,28 @@ def test_scores_equal_lm_eval_cli_for_every_local_task(tiny, parity_suite, tmp_p
     for task, rows in ours["samples"].items():
         assert len(rows) == LIMIT * (2 if task == "gsm8k_local" else 1)  # gsm8k: one row per filter
         assert _outputs(rows) == _outputs(cli_samples[task]), task
+
+
+def test_chat_scores_equal_lm_eval_cli_with_apply_chat_template(tiny, chat_suite, tmp_path):
+    from workbench.tokenizer import ASSISTANT, BOS, USER
+
+    model, tokenizer = tiny
+    ours = run_suite(model, tokenizer, "chat", limit=LIMIT, batch_size=8)
+    theirs, cli_samples = {}, {}
+    for task in chat_suite:  # one CLI call per task, as the suite runs them: pooled requests batch (and round) differently
+        cli_results, samples = _lm_eval_cli([task], tmp_path / task, "--apply_chat_template", "--num_fewshot", "5")
+        theirs.update(flat_scores(cli_results, f"{task}_chat", task))
+        cli_samples.update(samples)
+    assert set(ours["scores"]) >= {"legal_mc_chat/acc_none", "legal_cloze_chat/acc_mutual_info_none"}
+    assert ours["scores"] == theirs
+    assert set(ours["samples"]) == {f"{task}_chat" for task in cli_samples} == {f"{task}_chat" for task in chat_suite}
+    for task, rows in cli_samples.items():
+        assert _outputs(ours["samples"][f"{task}_chat"]) == _outputs(rows), task
+    # Chat turns, few-shot examples as turns of their own; PMI's reference is the 0-shot prompt without the question.
+    contexts = [context for context, _ in ours["samples"]["legal_cloze_chat"][0]["arguments"]]
+    assert contexts[0].startswith(BOS + USER + "Question: ") and contexts[0].count(ASSISTANT) == 6  # 5 shots
+    assert contexts[4:] == [BOS + USER + "Question: \nAnswer:" + ASSISTANT] * 4
+    assert ours["samples"]["legal_mc_chat"][0]["arguments"][0][0].count(ASSISTANT) == 6
 
 
 def test_workbench_eval_on_a_run_id_logs_onto_that_run(tiny, tiny_final_dir, tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ No model runs here (see tests/recipes/test_eval_cli.py for scoring against lm-ev
 
 import importlib.util
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,7 @@ def test_suites_reference_indexed_tasks_for_every_source():
         assert set(sources.values()) <= indexed, name
     assert [t.task for t in suite_tasks("standard", "hub")] == ["mmlu", "gsm8k", "humaneval_hub"]
     assert suite_tasks("standard")[0] == SuiteTask("mmlu", "mmlu_local", None, 5)
+    assert suite_tasks("legal_chat") == [SuiteTask("legal_cloze_chat", "legal_cloze", None, 0, chat=True)]
     assert {t.name for t in suite_tasks("smoke")} == set(data["tasks"])  # smoke covers every local task
     assert all(t.limit for t in suite_tasks("smoke"))
 
@@ -80,6 +82,40 @@ def test_local_tasks_build_with_all_rows_and_in_subject_fewshot():
     astronomy = leaves["mmlu_local_astronomy"]
     assert {d["subject"] for d in astronomy.fewshot_docs()} == {"astronomy"}
     assert len(astronomy.fewshot_docs()) == 5
+
+
+def test_legal_cloze_pmi_reference_is_the_prompt_without_the_question():
+    """acc_mutual_info's reference context: the task's own prompt, question left out, chat turns included."""
+    from lm_eval.tasks import get_task_dict
+
+    task = get_task_dict(["legal_cloze"], task_manager())["legal_cloze"]
+    doc = next(iter(task.test_docs()))
+    chat = lambda turns, add_generation_prompt=True: "".join(f"<{t['role']}>{t['content']}" for t in turns) + "<reply>"  # noqa: E731
+    for template, question, reference in [(None, "Question: {}\nAnswer:", "Question: \nAnswer:"),
+                                          (chat, "<user>Question: {}\nAnswer:<reply>", "<user>Question: \nAnswer:<reply>")]:
+        ctx = task.fewshot_context(doc, 0, apply_chat_template=bool(template), chat_template=template)
+        requests = task.construct_requests(doc, ctx, metadata=("legal_cloze", 0, 1),
+                                           apply_chat_template=bool(template), chat_template=template)
+        delimiter = "" if template else " "
+        assert ctx == question.format(doc["question"])
+        assert [r.arguments for r in requests] == [(ctx, delimiter + c) for c in doc["choices"]] + \
+            [(reference, delimiter + c) for c in doc["choices"]]
+
+
+def test_evaluation_leaves_the_callers_random_generators_alone():
+    import numpy as np
+    import torch
+
+    from workbench.evaluate import _caller_rng_kept
+
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    expected = torch.rand(3), np.random.rand(), random.random()
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    with _caller_rng_kept():
+        torch.manual_seed(1234), np.random.seed(1234), random.seed(0)  # what simple_evaluate does
+        torch.rand(5)
+    got = torch.rand(3), np.random.rand(), random.random()
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
 
 
 def _upstream(rel: str) -> dict:
@@ -184,6 +220,10 @@ def test_unknown_suite_source_and_task_are_named(tmp_path, monkeypatch):
     _write_suites(tmp_path, monkeypatch, "tasks:\n  mmlu: {local: mmlu_local}\n"
                                          "suites:\n  mine:\n    - {task: mmlu, limit: -1}\n")
     with pytest.raises(WorkbenchError, match=r"suites.mine\[0\].limit: must be an integer >= 0, got -1"):
+        suite_tasks("mine")
+    _write_suites(tmp_path, monkeypatch, "tasks:\n  mmlu: {local: mmlu_local}\n"
+                                         "suites:\n  mine:\n    - {task: mmlu, chat: 'yes'}\n")
+    with pytest.raises(WorkbenchError, match=r"suites.mine\[0\].chat: must be true or false, got 'yes'"):
         suite_tasks("mine")
 
 
