@@ -63,7 +63,9 @@ class StepTimer(TrainerCallback):
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
         pending = self._pending
-        loss = float(torch.stack(pending["losses"]).float().mean()) if pending["losses"] else float("nan")
+        # Under gradient accumulation each micro-batch returns its share of the step's loss (scaled by the
+        # step's token count or by 1/accumulation), so the step's loss is their sum.
+        loss = float(torch.stack(pending["losses"]).float().sum()) if pending["losses"] else float("nan")
         self.steps.append({"tokens": pending["tokens"], "loss_tokens": pending["loss_tokens"],
                            "flops": pending["flops"], "loss": loss})
         self._pending = {"tokens": 0, "loss_tokens": 0, "flops": 0.0, "losses": []}
@@ -193,7 +195,9 @@ def train_baseline(spec: dict, workdir: Path) -> dict:
     model, tokenizer = load_model(ModelConfig(name=recipe.model.name, seed=recipe.model.seed))
     device_changes = {} if spec["gpu"] else {"use_cpu": True, "bf16": False}  # TRL's bf16 default fails on CPU
     args = SFTConfig(output_dir=str(workdir / "baseline"), max_steps=spec["steps"],
-                     per_device_train_batch_size=recipe.train.batch_size, max_length=recipe.train.max_length,
+                     # the recipe's rows per optimizer step, in one batch (TRL's default: no accumulation)
+                     per_device_train_batch_size=recipe.train.batch_size * recipe.train.grad_accum,
+                     max_length=recipe.train.max_length,
                      learning_rate=recipe.train.lr, **device_changes)
     peft = recipe.peft
     lora = LoraConfig(r=peft.r, lora_alpha=peft.alpha, lora_dropout=peft.dropout, target_modules=list(peft.target_modules),
