@@ -1,16 +1,50 @@
-"""Supervised fine-tuning (full or LoRA) with TRL's `SFTTrainer` on chat `messages` rows."""
+"""Supervised fine-tuning (full or LoRA) with TRL's `SFTTrainer` on chat `messages` rows.
+
+Assistant-only loss needs a chat template that marks assistant turns with `{% generation %}` (the
+embedded tokenizer's does; most published ones, DeepSeek's and Moonlight's included, do not). With such
+a template each conversation is split into a prompt (everything before its last assistant turn) and a
+completion (that turn), and TRL's completion-only loss trains on the completion: the same tokens for
+single-turn data, the last reply for multi-turn data (earlier replies become context).
+"""
+
+import re
 
 from trl import SFTConfig, SFTTrainer
 
 from workbench.methods.common import shared_args
 
+GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def marks_assistant_turns(tokenizer) -> bool:
+    return bool(GENERATION_TAG.search(tokenizer.chat_template or ""))
+
+
+def as_prompt_completion(dataset):
+    """messages -> prompt (turns before the last assistant turn) + completion (that turn)."""
+    def split(row):
+        messages = row["messages"]
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return {"prompt": messages[:last], "completion": [messages[last]]}
+
+    return dataset.map(split, remove_columns=dataset.column_names)
+
 
 def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
+    train, held_out = splits.train, splits.eval
+    assistant_only, completion_only = recipe.train.assistant_only_loss, None
+    if assistant_only and not marks_assistant_turns(tokenizer):
+        print("notice: train.assistant_only_loss: this model's chat template does not mark assistant turns "
+              "({% generation %}); training on each conversation's last assistant turn as a completion instead")
+        train = as_prompt_completion(train)
+        held_out = as_prompt_completion(held_out) if held_out is not None else None
+        assistant_only, completion_only = False, True
     args = SFTConfig(
-        **shared_args(recipe, output_dir, has_eval=splits.eval is not None, deepspeed=deepspeed),
+        **shared_args(recipe, output_dir, has_eval=held_out is not None, deepspeed=deepspeed),
         max_length=recipe.train.max_length,
         packing=recipe.train.packing,
-        assistant_only_loss=recipe.train.assistant_only_loss,
+        assistant_only_loss=assistant_only,
+        completion_only_loss=completion_only,
         # Length-grouped batches: rows of similar length share a batch, so little compute goes to padding.
         train_sampling_strategy="group_by_length" if recipe.train.group_by_length else "random",
         dataset_num_proc=1,
@@ -18,8 +52,8 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
     return SFTTrainer(
         model=model,
         args=args,
-        train_dataset=splits.train,
-        eval_dataset=splits.eval,
+        train_dataset=train,
+        eval_dataset=held_out,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
