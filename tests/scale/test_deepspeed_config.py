@@ -35,14 +35,14 @@ def test_a_value_that_contradicts_the_recipe_names_both_keys(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 2}))
     with pytest.raises(WorkbenchError, match=r"train_micro_batch_size_per_gpu is 2 .* train.batch_size gives 8"):
-        load_recipe("legal", [f"train.deepspeed={path}"])
+        load_recipe("legal", [f"train.deepspeed={path}", "train.batch_size=8"])
 
 
 def test_explicit_values_that_agree_are_accepted(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 8,
                                 "gradient_clipping": 1.0, "bf16": {"enabled": False}}))
-    recipe = load_recipe("legal", [f"train.deepspeed={path}"])
+    recipe = load_recipe("legal", [f"train.deepspeed={path}", "train.batch_size=8"])
     assert distributed.resolved_config(recipe, world=1)["gradient_clipping"] == 1.0
 
 
