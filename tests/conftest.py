@@ -22,6 +22,26 @@ def isolated(tmp_path):
     }
 
 
+@pytest.fixture
+def train_recipe(isolated):
+    """train_recipe(recipe, overrides, out="out") -> (finished Run, MlflowClient), outputs in this test's temp dir."""
+    import mlflow
+
+    from workbench.config import load_recipe
+    from workbench.run import build
+
+    def _train(recipe, overrides, out="out"):
+        where = [f"track.tracking_uri={isolated['uri']}", f"train.output_dir={isolated['tmp'] / out}"]
+        run = build(load_recipe(recipe, where + list(overrides)))
+        try:
+            run.train()
+        finally:
+            run.close()
+        return run, mlflow.MlflowClient(isolated["uri"])
+
+    return _train
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The embedded deepseek-v3-tiny model and tokenizer, built once per session."""

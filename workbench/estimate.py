@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.model import is_fp8
 
 ARCH_DIR = Path(__file__).parent / "architectures"
 KNOWN = {
@@ -58,12 +59,6 @@ def architecture(model_cfg):
 
 def _without_quantization(raw: dict) -> dict:
     return {k: v for k, v in raw.items() if k != "quantization_config"}
-
-
-def is_fp8(config) -> bool:
-    quant = getattr(config, "quantization_config", None) or getattr(config, "published_quantization", None) or {}
-    quant = quant if isinstance(quant, dict) else quant.to_dict()
-    return quant.get("quant_method") == "fp8"
 
 
 def meta_model(config, layers: int | None = None):

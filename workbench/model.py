@@ -101,8 +101,16 @@ def resolve_source(name: str, seed: int) -> str:
     return name
 
 
-def check_loadable(cfg, source: str) -> None:
-    """Fail in one line, before any run is opened, on weights this machine cannot train."""
+def is_fp8(config) -> bool:
+    """FP8 weights, from the checkpoint's config (or the published one a shipped architecture file records)."""
+    quant = getattr(config, "quantization_config", None) or getattr(config, "published_quantization", None) or {}
+    quant = quant if isinstance(quant, dict) else quant.to_dict()
+    return quant.get("quant_method") == "fp8"
+
+
+def check_loadable(cfg, source: str):
+    """Fail in one line, before any run is opened, on weights this machine cannot train; returns the model's
+    config (None where it cannot be read here: from_pretrained reports that with the model's name)."""
     if cfg.quantize != "none":
         import torch
 
@@ -118,13 +126,12 @@ def check_loadable(cfg, source: str) -> None:
     try:
         config = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):
-        return  # from_pretrained reports it with the model's name
-    quant = getattr(config, "quantization_config", None) or {}
-    quant = quant if isinstance(quant, dict) else quant.to_dict()
-    if quant.get("quant_method") == "fp8":
+        return None
+    if is_fp8(config):
         raise WorkbenchError(f"model.name: '{cfg.name}' holds FP8 weights (DeepSeek-V3's published format), which "
                              "cannot be fine-tuned; convert them to BF16 (DeepSeek-V3's inference/fp8_cast_bf16.py) "
                              "and set model.name to that directory")
+    return config
 
 
 def _bnb_config(quantize: str):

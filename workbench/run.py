@@ -170,10 +170,9 @@ def build(recipe, resume: bool = False) -> Run:
     splits = load_dataset(recipe.data, recipe.method.name)
     base_model = _pinned(recipe)
     source = None if base_model.from_run else resolve_source(base_model.name, base_model.seed)
-    if source is not None:
-        check_loadable(base_model, source)
+    model_config = check_loadable(base_model, source) if source is not None else None
     if dist:
-        ds_config, keepalive = _deepspeed_config(recipe, source, base_model)
+        ds_config, keepalive = _deepspeed_config(recipe, model_config)
     if dist and not dist.is_main_process():
         from workbench.track import NullTracker
 
@@ -198,18 +197,13 @@ def build(recipe, resume: bool = False) -> Run:
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
 
 
-def _deepspeed_config(recipe, source: str | None, base_model):
+def _deepspeed_config(recipe, model_config):
     """(resolved DeepSpeed config, HfDeepSpeedConfig to keep alive). Under ZeRO-3 the HfDeepSpeedConfig
     makes `from_pretrained` partition the weights while loading (zero.Init), so no rank ever holds the
     whole model; that needs the model's width up front, read from its config."""
     from workbench import distributed as dist
 
-    hidden = None
-    if source is not None:
-        from transformers import AutoConfig
-
-        hidden = getattr(AutoConfig.from_pretrained(source, revision=base_model.revision,
-                                                    trust_remote_code=base_model.trust_remote_code), "hidden_size", None)
+    hidden = getattr(model_config, "hidden_size", None)
     config = dist.resolved_config(recipe, hidden_size=hidden)
     dist.validate(config)
     keepalive = None

@@ -38,28 +38,9 @@ def test_fp8_weights_are_refused_with_what_to_do(tiny_final_dir, tmp_path):
 
 
 @pytest.mark.gpu
-def test_qlora_nf4_trains_adapters_on_a_gpu(train_in_process):
-    run, client = train_in_process("legal", ["model.quantize=nf4", "train.max_steps=3", "peft.modules_to_save=[]"])
+def test_qlora_nf4_trains_adapters_on_a_gpu(train_recipe):
+    run, client = train_recipe("legal", ["model.quantize=nf4", "train.max_steps=3", "peft.modules_to_save=[]",
+                                         "train.logging_steps=1", "data.max_rows=48"])
     losses = [m.value for m in client.get_metric_history(run.tracker.run_id, "train/loss")]
     assert len(losses) == 3 and all(v == v for v in losses)
     assert getattr(run.trainer.model.get_base_model(), "is_loaded_in_4bit", False)
-
-
-@pytest.fixture
-def train_in_process(isolated):
-    import mlflow
-
-    from workbench.config import load_recipe
-    from workbench.run import build
-
-    def _train(recipe, extra):
-        overrides = [f"track.tracking_uri={isolated['uri']}", f"train.output_dir={isolated['tmp'] / 'out'}",
-                     "train.logging_steps=1", "data.max_rows=48"]
-        run = build(load_recipe(recipe, overrides + extra))
-        try:
-            run.train()
-        finally:
-            run.close()
-        return run, mlflow.MlflowClient(isolated["uri"])
-
-    return _train
