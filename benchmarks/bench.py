@@ -52,6 +52,7 @@ CANDIDATES = {
     "grouped_mm": ["model.experts_implementation=grouped_mm"],
     "threads1": ["train.num_threads=1"],
     "batch16": ["train.batch_size=16"],
+    "micro4x2": ["train.batch_size=4", "train.grad_accum=2"],  # the same rows per step as 2 micro-batches
     "no_telemetry": ["moe.telemetry=false", "moe.balance=none"],
 }
 

@@ -12,7 +12,9 @@ Measured inside the train loop only (a `TrainerCallback`), never model loading, 
                 discount: PaLM's 12*L*H*Q*T per token when qk and v dims are equal). active_params: every
                 parameter that a token's forward multiplies by, i.e. all parameters minus the input embedding
                 (a lookup) minus (1 - top_k / n_routed_experts) of the routed experts' 3D weights; LoRA weights count,
-                PEFT's `modules_to_save` copies are counted once.
+                PEFT's `modules_to_save` copies are counted once. The LM head counts for every real token, as
+                the convention has it; the workbench projects only the positions that carry a loss (see
+                workbench/methods/lm_head.py), so part of its higher MFU is work it skips, not work done faster.
   MFU           model FLOP/s / peak, where peak is the best of a few large matmuls (fp32 2048^2 on CPU, bf16
                 8192^2 on GPU) timed in the same process right before training.
 """

@@ -85,8 +85,8 @@ class Tracker:
         """Trainer logs get `train/` or `eval/` prefixes; `raw` names (e.g. `moe/layer1/cv`) are kept."""
         name = (lambda k: re.sub(r"[^A-Za-z0-9_\-./ ]", "_", k)) if raw else metric_name
         clean = {name(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        if clean:
-            self.mlflow.log_metrics(clean, step=step)
+        if clean:  # queued, written by MLflow's logging thread (end_run waits for it): the train loop does not wait
+            self.mlflow.log_metrics(clean, step=step, synchronous=False)
 
     def log_esft(self, selection: dict[int, list[int]], trainable: int, total: int) -> None:
         """The experts ESFT trains, as a table artifact and as params."""

@@ -12,6 +12,7 @@ import re
 from trl import SFTConfig, SFTTrainer
 
 from workbench.methods.common import shared_args
+from workbench.methods.lm_head import use_compact_lm_head
 
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
@@ -49,7 +50,7 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         train_sampling_strategy="group_by_length" if recipe.train.group_by_length else "random",
         dataset_num_proc=1,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train,
@@ -57,3 +58,6 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    # On CPU, project only the positions that carry a loss (TRL's fallback projects every one; see lm_head.py)
+    use_compact_lm_head(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model)
+    return trainer
