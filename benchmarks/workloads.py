@@ -82,6 +82,7 @@ class StepTimer(TrainerCallback):
         losses = [s["loss"] for s in self.steps]
         return {
             "steps": len(self.steps), "timed_steps": len(timed), "train_seconds": seconds,
+            "timed_window": (self.ends[warmup], self.ends[-1]),
             "tokens_per_s": tokens / seconds, "loss_tokens_per_s": sum(s["loss_tokens"] for s in timed) / seconds,
             "step_time_s": statistics.median(step_times), "tokens_per_step": tokens / len(timed),
             "model_tflops_per_s": flops / seconds / 1e12, "mfu": flops / seconds / peak_flops,
@@ -207,15 +208,49 @@ def train_baseline(spec: dict, workdir: Path) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=splits.train, processing_class=tokenizer,
                          peft_config=lora if peft.type == "lora" else None)
     result = _measure(trainer, spec, trainer.model, tokenizer, list(splits.eval), trainer.train)
+    result.pop("timed_window")
     result.update(gradient_checkpointing=args.gradient_checkpointing, packing=args.packing,
                   assistant_only_loss=args.assistant_only_loss, loss_scope="all tokens")
     return result
+
+
+class TelemetryClock:
+    """Wall time spent inside the MoE telemetry code (router hooks and the per-step callback), timed directly.
+
+    On CPU the hooks run synchronously, so this is their whole cost; it does not carry the run-to-run noise of
+    comparing two separate runs with telemetry on and off. Installed before `build` so every hook is wrapped.
+    """
+
+    def __init__(self):
+        from workbench.moe import plugin, routing
+
+        self.spans: list[tuple[float, float]] = []  # (end time, seconds)
+        clock = self
+
+        def timed(function):
+            def wrapper(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    end = time.perf_counter()
+                    clock.spans.append((end, end - start))
+            return wrapper
+
+        original_hook = routing.RoutingRecorder._hook
+        routing.RoutingRecorder._hook = lambda recorder, index: timed(original_hook(recorder, index))
+        plugin.MoeCallback.on_step_end = timed(plugin.MoeCallback.on_step_end)
+
+    def seconds_between(self, start: float, end: float) -> float:
+        return sum(seconds for stop, seconds in self.spans if start < stop <= end)
 
 
 def train_workbench(spec: dict, workdir: Path) -> dict:
     """The legal recipe through `workbench.run.build`, with the spec's overrides; the train loop is timed."""
     from workbench.config import load_recipe
     from workbench.run import build
+
+    clock = TelemetryClock()
 
     overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
                  "eval.suite=null",  # the recipe's lm-eval scores before/after: not part of the training loop
@@ -226,6 +261,8 @@ def train_workbench(spec: dict, workdir: Path) -> dict:
     try:
         trainer = run.trainer
         result = _measure(trainer, spec, trainer.model, trainer.processing_class, _eval_rows(recipe), run.train)
+        start, end = result.pop("timed_window")
+        result["telemetry_share"] = clock.seconds_between(start, end) / (end - start)  # of the timed steps' wall time
     finally:
         run.close()
     result.update(gradient_checkpointing=trainer.args.gradient_checkpointing, packing=recipe.train.packing,
