@@ -55,6 +55,10 @@ CANDIDATES = {
     "batch16": ["train.batch_size=16"],
     "micro4x2": ["train.batch_size=4", "train.grad_accum=2"],  # the same rows per step as 2 micro-batches
     "no_telemetry": ["moe.telemetry=false", "moe.balance=none"],
+    "random_batches": ["train.group_by_length=false"],
+    "linear_lr": ["train.lr_scheduler=linear", "train.warmup_ratio=0"],
+    "as_baseline": ["train.group_by_length=false", "train.lr_scheduler=linear", "train.warmup_ratio=0",
+                    "train.assistant_only_loss=false"],  # the baseline's training choices on the workbench path
 }
 
 METRICS = ("tokens_per_s", "loss_tokens_per_s", "step_time_s", "peak_rss_mb", "final_loss", "heldout_loss_assistant",
