@@ -82,7 +82,6 @@ class StepTimer(TrainerCallback):
         losses = [s["loss"] for s in self.steps]
         return {
             "steps": len(self.steps), "timed_steps": len(timed), "train_seconds": seconds,
-            "timed_window": (self.ends[warmup], self.ends[-1]),
             "tokens_per_s": tokens / seconds, "loss_tokens_per_s": sum(s["loss_tokens"] for s in timed) / seconds,
             "step_time_s": statistics.median(step_times), "tokens_per_step": tokens / len(timed),
             "model_tflops_per_s": flops / seconds / 1e12, "mfu": flops / seconds / peak_flops,
@@ -156,7 +155,7 @@ def heldout_losses(model, tokenizer, rows: list[dict], cuda: bool, batch_size: i
     return {f"heldout_loss_{k}": sums[k] / max(counts[k], 1) for k in sums}
 
 
-def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train) -> dict:
+def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train, clock=None) -> dict:
     cuda = spec["gpu"]
     peak = matmul_peak(cuda)
     timer = StepTimer(trainer, 6.0 * active_params(base_model), attention_flops_coeff(base_model.config), cuda)
@@ -167,6 +166,9 @@ def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train) -> di
     rss_before_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     train()
     result = timer.summary(spec["warmup"], peak)
+    if clock is not None:  # telemetry's share of the timed steps' wall time
+        end = timer.ends[-1]
+        result["telemetry_share"] = clock.seconds_between(end - result["train_seconds"], end) / result["train_seconds"]
     result["setup_s"], result["train_loop_s"] = setup_s, time.perf_counter() - CHILD_START - setup_s
     result.update(peak_flops=peak, active_params=active_params(base_model), threads=torch.get_num_threads(),
                   trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
@@ -208,7 +210,6 @@ def train_baseline(spec: dict, workdir: Path) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=splits.train, processing_class=tokenizer,
                          peft_config=lora if peft.type == "lora" else None)
     result = _measure(trainer, spec, trainer.model, tokenizer, list(splits.eval), trainer.train)
-    result.pop("timed_window")
     result.update(gradient_checkpointing=args.gradient_checkpointing, packing=args.packing,
                   assistant_only_loss=args.assistant_only_loss, loss_scope="all tokens")
     return result
@@ -260,9 +261,7 @@ def train_workbench(spec: dict, workdir: Path) -> dict:
     run = build(recipe)
     try:
         trainer = run.trainer
-        result = _measure(trainer, spec, trainer.model, trainer.processing_class, _eval_rows(recipe), run.train)
-        start, end = result.pop("timed_window")
-        result["telemetry_share"] = clock.seconds_between(start, end) / (end - start)  # of the timed steps' wall time
+        result = _measure(trainer, spec, trainer.model, trainer.processing_class, _eval_rows(recipe), run.train, clock)
     finally:
         run.close()
     result.update(gradient_checkpointing=trainer.args.gradient_checkpointing, packing=recipe.train.packing,

@@ -36,17 +36,19 @@ def use_compact_lm_head(model) -> bool:
         return False
 
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
-        hidden_device = next(self.get_output_embeddings().parameters()).device
-        if (not fused_lm_head or shift_labels is not None or hidden_device.type != "cpu"
-                or kwargs.get("output_router_logits") or getattr(text_config, "output_router_logits", False)
-                or (labels[:, 1:] != -100).sum() * text_config.vocab_size > MAX_LOGITS):
+        def trl_head():
             return fused_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                  num_items_in_batch=num_items_in_batch, **kwargs)
+
+        if (not fused_lm_head or shift_labels is not None or labels.device.type != "cpu"
+                or kwargs.get("output_router_logits") or getattr(text_config, "output_router_logits", False)):
+            return trl_head()
+        mask = labels[:, 1:] != -100
+        if mask.sum() * text_config.vocab_size > MAX_LOGITS:
+            return trl_head()
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
-        labels = labels[:, 1:]
-        mask = labels != -100
-        targets = labels[mask]
+        targets = labels[:, 1:][mask]
         logits = self.get_output_embeddings()(hidden[mask]).float()  # (loss positions, vocab)
         log_softmax = logits.log_softmax(-1)
         selected = log_softmax.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
