@@ -145,6 +145,7 @@ def _resumable(recipe) -> tuple[Path, str, str]:
 
 def build(recipe, resume: bool = False) -> Run:
     import torch
+    from transformers import set_seed
 
     from workbench.data import load_dataset
     from workbench.model import check_loadable, load_model, resolve_source
@@ -187,6 +188,7 @@ def build(recipe, resume: bool = False) -> Run:
         if ds_config:
             track.mlflow.log_dict(ds_config, "deepspeed_config.json")
             track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
+        set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
         model, tokenizer = load_model(base_model)
         trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
     except BaseException:

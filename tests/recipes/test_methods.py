@@ -89,3 +89,22 @@ def test_resume_continues_the_same_run_from_its_checkpoint(isolated):
     assert client.get_run(first.tracker.run_id).info.status == "FINISHED"
     steps = {m.step for m in client.get_metric_history(first.tracker.run_id, "train/loss")}
     assert steps == {1, 2, 3, 4}
+
+
+def test_the_recipe_seed_fixes_the_adapter_weights(isolated):
+    import torch
+
+    def adapter(seed: int, out: str) -> dict:
+        torch.manual_seed(len(out))  # whatever state the process is in, the recipe's seed decides
+        recipe = load_recipe("legal", [*isolated["overrides"][:1], f"train.output_dir={isolated['tmp'] / out}",
+                                       f"train.seed={seed}", "eval.suite=null"])
+        run = build(recipe)
+        try:
+            return {n: p.detach().clone() for n, p in run.trainer.model.named_parameters() if "lora_A" in n}
+        finally:
+            run.close()
+
+    first, again, other = adapter(7, "a"), adapter(7, "bb"), adapter(8, "ccc")
+    assert len(first) == 20  # the 5 MLA projections in each of the 4 layers
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not any(torch.equal(first[n], other[n]) for n in first)
