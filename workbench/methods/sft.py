@@ -9,6 +9,8 @@ single-turn data, the last reply for multi-turn data (earlier replies become con
 
 import re
 
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from trl import SFTConfig, SFTTrainer
 
 from workbench.methods.common import shared_args
@@ -31,6 +33,34 @@ def as_prompt_completion(dataset):
     return dataset.map(split, remove_columns=dataset.column_names)
 
 
+class LengthGroupedBatches(LengthGroupedSampler):
+    """transformers' length-grouped batches, served in a random order instead of longest to shortest.
+
+    transformers sorts each mega-batch (up to 50 batches) from its longest rows to its shortest, so within a
+    mega-batch the model sees ever shorter rows: a curriculum by length that a run shorter than an epoch never
+    finishes (on the legal recipe, 40 steps ended on the shortest rows and a 3% higher held-out loss than
+    random batches). Here the batches are the same, the one holding the longest row still comes first (an
+    out-of-memory error shows at step 1), and the rest follow in a random order drawn from the same generator.
+    """
+
+    def __iter__(self):
+        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
+        size, full = self.batch_size, len(order) // self.batch_size
+        batches = [order[i * size:(i + 1) * size] for i in range(full)]
+        if full > 2:
+            shuffled = torch.randperm(full - 1, generator=self.generator).tolist()
+            batches = batches[:1] + [batches[1 + i] for i in shuffled]
+        return iter([i for batch in batches for i in batch] + order[full * size:])  # a short last batch stays last
+
+
+class WorkbenchSFTTrainer(SFTTrainer):
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            return LengthGroupedBatches(sampler.batch_size, lengths=sampler.lengths, generator=sampler.generator)
+        return sampler
+
+
 def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
     train, held_out = splits.train, splits.eval
     assistant_only, completion_only = recipe.train.assistant_only_loss, None
@@ -46,11 +76,12 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         packing=recipe.train.packing,
         assistant_only_loss=assistant_only,
         completion_only_loss=completion_only,
-        # Length-grouped batches: rows of similar length share a batch, so little compute goes to padding.
+        # Length-grouped batches: rows of similar length share a batch, so little compute goes to padding
+        # (served in a random order: LengthGroupedBatches).
         train_sampling_strategy="group_by_length" if recipe.train.group_by_length else "random",
         dataset_num_proc=1,
     )
-    trainer = SFTTrainer(
+    trainer = WorkbenchSFTTrainer(
         model=model,
         args=args,
         train_dataset=train,
