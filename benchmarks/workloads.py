@@ -203,7 +203,7 @@ def train_baseline(spec: dict, workdir: Path) -> dict:
                      # the recipe's rows per optimizer step, in one batch (TRL's default: no accumulation)
                      per_device_train_batch_size=recipe.train.batch_size * recipe.train.grad_accum,
                      max_length=recipe.train.max_length,
-                     learning_rate=recipe.train.lr, **device_changes)
+                     learning_rate=recipe.train.lr, seed=spec.get("seed", 42), **device_changes)
     peft = recipe.peft
     lora = LoraConfig(r=peft.r, lora_alpha=peft.alpha, lora_dropout=peft.dropout, target_modules=list(peft.target_modules),
                       modules_to_save=list(peft.modules_to_save) or None, task_type="CAUSAL_LM")
@@ -256,7 +256,7 @@ def train_workbench(spec: dict, workdir: Path) -> dict:
     overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
                  "eval.suite=null",  # the recipe's lm-eval scores before/after: not part of the training loop
                  f"train.output_dir={workdir / 'workbench'}", f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-                 *spec.get("model_overrides", []), *spec.get("overrides", [])]
+                 f"train.seed={spec.get('seed', 42)}", *spec.get("model_overrides", []), *spec.get("overrides", [])]
     recipe = load_recipe(RECIPE, overrides)
     run = build(recipe)
     try:
