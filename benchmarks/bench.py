@@ -1,7 +1,7 @@
 """Training-throughput benchmark: the workbench's legal recipe against plain TRL, on the same model and data.
 
-    .venv/bin/python benchmarks/bench.py                       # ~7 min on 2 cores: --steps 40 --repeats 3
-    .venv/bin/python benchmarks/bench.py --steps 40 --repeats 5 --out benchmarks/results.json
+    .venv/bin/python benchmarks/bench.py                       # ~12 min on 2 cores: --steps 40 --repeats 5
+    .venv/bin/python benchmarks/bench.py --steps 20 --repeats 3 --out /tmp/quick.json   # a quick look
     .venv/bin/python benchmarks/bench.py --candidates packing,eager,threads1   # try workbench variants (see CANDIDATES)
     .venv/bin/python benchmarks/bench.py --gpu                  # bf16, ~1B-parameter V3 config (needs CUDA; untested)
     make bench
@@ -235,7 +235,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per training run")
     parser.add_argument("--warmup", type=int, default=3, help="steps left out of the throughput figures")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per variant (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per variant (median; seeds 42, 43, ...)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     parser.add_argument("--candidates", help=f"comma list of {', '.join(CANDIDATES)} (or 'all') to try instead")
     parser.add_argument("--threads", type=int, help="torch threads in every child (default: torch's)")

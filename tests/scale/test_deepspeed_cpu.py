@@ -13,9 +13,8 @@ import pytest
 STEPS = 4
 COMMON = ["train.max_steps=4", "train.logging_steps=1", "train.eval_steps=1000", "train.save_steps=1000",
           "data.max_rows=96", "train.batch_size=8"]
-# Same seed, same data order. Plain CPU training is itself not bit-reproducible (expert scatter-adds run
-# threaded): two plain runs differ by up to ~0.3% at step 4. DeepSpeed's CPU Adam and its ZeRO-3 gradient
-# partitions add float rounding of the same order. Step 1 sees identical weights, so it must agree closely.
+# Same seed, same data order: two plain CPU runs repeat exactly. DeepSpeed's CPU Adam and its ZeRO-3 gradient
+# partitions add float rounding; step 1 sees identical weights, so it must agree closely.
 FIRST_STEP_TOL, LATER_TOL = 1e-3, 1e-2
 
 
