@@ -34,7 +34,8 @@ def test_legal_recipe_scores_the_held_out_questions_higher_after_training(isolat
     assert {name.split("/", 1)[0] for name in metrics if name.endswith("acc_none")} == {"base", "eval"}
     before, after = metrics[f"base/{SCORE}"], metrics[f"eval/{SCORE}"]
     assert abs(before - CHANCE) < 0.1  # the random-init base model guesses
-    # Measured on 2 CPU cores: 0.255 -> 0.356-0.436 over seeds 1-4 and 42 (stderr ~0.04); half the smallest rise.
+    # Measured on 2 CPU cores: 0.255 -> 0.383-0.463 over seeds 1-4 and 42 (stderr ~0.04; seed 42, the recipe's,
+    # repeats exactly: 0.396); the bound is under half the smallest rise.
     assert after > before + 0.05, (before, after)
     losses = [m.value for m in sorted(client.get_metric_history(run.tracker.run_id, "eval/loss"), key=lambda m: m.step)]
-    assert losses[-1] < 0.5 * losses[0]  # the held-out conversations: 9.07 -> about 4.05
+    assert losses[-1] < 0.5 * losses[0]  # the held-out conversations: 9.07 -> 3.89-3.93 over those seeds
