@@ -38,8 +38,8 @@ class LengthGroupedBatches(LengthGroupedSampler):
 
     transformers sorts each mega-batch (up to 50 batches) from its longest rows to its shortest, so within a
     mega-batch the model sees ever shorter rows: a curriculum by length that a run shorter than an epoch never
-    finishes (on the legal recipe, 40 steps ended on the shortest rows and a 3% higher held-out loss than
-    random batches). Here the batches are the same, the one holding the longest row still comes first (an
+    finishes (on the legal recipe, then with a cosine schedule, 40 steps ended on the shortest rows, 0.11 higher
+    in held-out loss than random batches over 3 seeds). Here the batches are the same, the one holding the longest row still comes first (an
     out-of-memory error shows at step 1), and the rest follow in a random order drawn from the same generator.
     """
 
