@@ -115,10 +115,9 @@ def train_runs(args, plan: dict, logdir: Path, model_overrides: list[str]) -> di
                     "model_overrides": model_overrides, "threads": args.threads}
             result = run_child(spec, logdir)
             runs[name].append(result)
-            print(f"  repeat {repeat} {name:<24} {result['tokens_per_s']:8.0f} tok/s  "
-                  f"{result['peak_rss_mb']:6.0f} MB  loss {result['final_loss']:.3f}  held-out {result['heldout_loss_assistant']:.3f}  "
-                  f"({result['wall_s']:.0f} s)",
-                  flush=True)
+            print(f"  repeat {repeat} {name:<24} {result['tokens_per_s']:8.0f} tok/s  {result['peak_rss_mb']:6.0f} MB  "
+                  f"loss {result['final_loss']:.3f}  held-out {result['heldout_loss_assistant']:.3f}  "
+                  f"({result['wall_s']:.0f} s)", flush=True)
     return runs
 
 

@@ -6,11 +6,11 @@ other devices it projects every position, padding and prompt included, through a
 that recomputes the logits in the backward. With assistant-only loss most positions carry no loss, and on
 the embedded model the LM head is the largest matmul.
 
-`use_compact_lm_head(model)` wraps that fused forward (SFT: the fields `SFTTrainer` reads). On a CPU batch it projects only the positions that
-carry a loss with the model's own LM head module, and returns TRL's `FusedCausalLMOutput` with the same
-fields and values (log-probabilities, entropy, top-1, loss). Everything else goes to TRL's forward
-unchanged: other devices, pre-shifted labels, router aux loss, and models whose logits are scaled or
-soft-capped. The logits of the selected positions are held for the backward: rows x vocab x 4 bytes.
+`use_compact_lm_head(model)` wraps that fused forward (SFT: the fields `SFTTrainer` reads). On a CPU batch
+it projects only the positions that carry a loss with the model's own LM head module, and returns TRL's
+`FusedCausalLMOutput` with the same fields and values (log-probabilities, entropy, top-1, loss). Everything
+else goes to TRL's forward unchanged: other devices, pre-shifted labels, router aux loss, and models whose
+logits are scaled or soft-capped. The logits of the selected positions are held for the backward: rows x vocab x 4 bytes.
 Batches above `MAX_LOGITS` elements (256 MiB of fp32) also go to TRL's forward.
 """
 
@@ -26,7 +26,9 @@ LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier
 
 
 def use_compact_lm_head(model) -> bool:
-    """Wrap the fused forward TRL installed on `model` (the base model, under PEFT). Returns whether it did."""
+    """Wrap the fused forward TRL installed on `model` (on its base model, under PEFT). Returns whether it did."""
+    if hasattr(model, "get_base_model"):  # PEFT: TRL installs the head on the base model
+        model = model.get_base_model()
     fused_forward = model.__dict__.get("forward")
     code = getattr(getattr(fused_forward, "__func__", None), "__code__", None)
     if code is None or code.co_name != "_fused_forward":
@@ -44,7 +46,8 @@ def use_compact_lm_head(model) -> bool:
                 or kwargs.get("output_router_logits") or getattr(text_config, "output_router_logits", False)):
             return trl_head()
         mask = labels[:, 1:] != -100
-        if mask.sum() * text_config.vocab_size > MAX_LOGITS:
+        positions = mask.sum()
+        if positions * text_config.vocab_size > MAX_LOGITS:
             return trl_head()
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
@@ -59,7 +62,7 @@ def use_compact_lm_head(model) -> bool:
         log_probs = selected.new_zeros(mask.shape).masked_scatter(mask, selected)
         entropy = entropy.new_zeros(mask.shape).masked_scatter(mask, entropy)
         is_top1 = is_top1.new_zeros(mask.shape).masked_scatter(mask, is_top1)
-        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        loss = -log_probs.sum() / (positions.clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
         return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, is_top1=is_top1, label_mask=mask)
 
     model.forward = types.MethodType(forward, model)

@@ -39,8 +39,9 @@ class LengthGroupedBatches(LengthGroupedSampler):
     transformers sorts each mega-batch (up to 50 batches) from its longest rows to its shortest, so within a
     mega-batch the model sees ever shorter rows: a curriculum by length that a run shorter than an epoch never
     finishes (on the legal recipe, then with a cosine schedule, 40 steps ended on the shortest rows, 0.11 higher
-    in held-out loss than random batches over 3 seeds). Here the batches are the same, the one holding the longest row still comes first (an
-    out-of-memory error shows at step 1), and the rest follow in a random order drawn from the same generator.
+    in held-out loss than random batches over 3 seeds). Here the batches are the same, the one holding the
+    longest row still comes first (an out-of-memory error shows at step 1), and the rest follow in a random
+    order drawn from the same generator.
     """
 
     def __iter__(self):
@@ -90,5 +91,5 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         callbacks=callbacks,
     )
     # On CPU, project only the positions that carry a loss (TRL's fallback projects every one; see lm_head.py)
-    use_compact_lm_head(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model)
+    use_compact_lm_head(trainer.model)
     return trainer
