@@ -8,11 +8,17 @@ website. The script assembles them deterministically (fixed seed) into:
 
     sft.jsonl, preference.jsonl, kto.jsonl, mc_test.jsonl, mc_dev.jsonl
 
+The multiple-choice files are held out: their questions and choices are
+written separately (section 12) and the build stops if any of their rows
+shares a 13-word sequence with the training rows (lm-eval's decontamination
+rule) or copies a choice from them. See README.md, "Held out".
+
 Run:  python data/legal/build.py      (standard library only)
 """
 import json
 import os
 import random
+import string
 
 SEED = 20240611
 OUT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -1138,7 +1144,7 @@ FACTS = [
 ]
 
 # ---------------------------------------------------------------------------
-# 6. Comparison pairs and hand-written multiple-choice items.
+# 6. Comparison pairs.
 # ---------------------------------------------------------------------------
 PAIRS = [
     ("res judicata", "collateral estoppel"), ("warranty", "representation"),
@@ -1152,69 +1158,6 @@ PAIRS = [
     ("offer", "counteroffer"), ("easement", "adverse possession"),
     ("non-compete agreement", "non-disclosure agreement"), ("waiver", "accord and satisfaction"),
     ("agency", "power of attorney"), ("counterclaim", "affirmative defense"),
-]
-
-# (question, correct answer, three distractors)
-MC_HAND = [
-    ("A seller's written offer says it expires Friday at 5 p.m. The buyer first replies 'I accept' on Saturday. What is the most likely result?",
-     "No contract is formed, because the offer had already expired",
-     ["A contract is formed, because the buyer used the word 'accept'",
-      "A contract is formed, but at a reduced price",
-      "The seller owes damages for letting the offer lapse"]),
-    ("A tenant leaves a lease early and the landlord makes no effort at all to re-rent. Which doctrine most limits the landlord's recovery?",
-     "Mitigation of damages", ["Stare decisis", "Promissory estoppel", "Adverse possession"]),
-    ("Which of these agreements most commonly requires a signed writing under the statute of frauds?",
-     "A contract to sell a house",
-     ["An agreement to mow a lawn next week", "A purchase of a sandwich at a cafe", "A promise to walk a dog tomorrow"]),
-    ("A clause charges 5,000 dollars per day of delay on an 800 dollar shed-painting job. A court would most likely treat it as:",
-     "An unenforceable penalty",
-     ["A valid force majeure clause", "A condition precedent", "An integration clause"]),
-    ("A defendant misses the deadline to respond to a properly served complaint. What can the plaintiff usually ask the court for?",
-     "A default judgment",
-     ["Summary judgment in favor of the defendant", "A transfer of title by adverse possession", "Automatic dismissal of its own case"]),
-    ("A delivery driver injures a pedestrian while making a delivery for her employer. Holding the employer responsible is an example of:",
-     "Vicarious liability", ["Res judicata", "Novation", "Accord and satisfaction"]),
-    ("A jury finds a plaintiff 30 percent at fault and sets damages at 10,000 dollars. Under pure comparative negligence, the plaintiff recovers:",
-     "7,000 dollars", ["10,000 dollars", "3,000 dollars", "Nothing"]),
-    ("A contract says 'Supplier shall deliver weekly reports' and 'Customer may request extra reports.' Which reading is most accurate?",
-     "Weekly reports are required, while extra reports are optional for the Customer to request",
-     ["Both kinds of reports are optional", "Both kinds of reports are required every week",
-      "Neither sentence creates any obligation, because the two words mean the same thing"]),
-    ("A seller's standard-form contract contains a genuinely ambiguous term. Courts often resolve such an ambiguity:",
-     "Against the seller, as the drafter",
-     ["In favor of the seller, as the drafter", "By voiding the whole contract automatically", "By letting the jury vote without any evidence"]),
-    ("In March a supplier states clearly in writing that it will not make the deliveries due in June. The buyer may generally:",
-     "Treat this as an anticipatory repudiation and arrange substitute goods",
-     ["Do nothing until June, because no breach can happen earlier", "Recover only punitive damages", "Have the supplier criminally prosecuted"]),
-    ("When the phrase 'including but not limited to' comes before a list in a contract, it signals that:",
-     "The listed items are examples and the list is not exhaustive",
-     ["Only the listed items are covered", "The list is void", "The items must be performed in the listed order"]),
-    ("A roofer who improved a house and was not paid may often secure the claim by recording a:",
-     "Mechanics lien", ["Easement", "Power of attorney", "Summons"]),
-    ("Which statement about a mediator is correct?",
-     "A mediator helps the parties negotiate but cannot impose a binding decision",
-     ["A mediator issues a binding ruling that cannot be appealed", "A mediator is a judge on an appellate court", "A mediator represents only the plaintiff"]),
-    ("A court strikes an overbroad non-compete but keeps the rest of the employment contract in force. Which clause supports that result?",
-     "Severability", ["Force majeure", "Automatic renewal", "Counterparts"]),
-    ("A payee cashes a check clearly marked 'payment in full' for a genuinely disputed invoice. A later claim for the balance may be barred by:",
-     "Accord and satisfaction", ["Anticipatory repudiation", "Strict liability", "Venue"]),
-    ("A promise to give a relative money as a birthday gift, with nothing given in return and no reliance, is usually unenforceable because it lacks:",
-     "Consideration", ["Venue", "Standing", "An affidavit"]),
-    ("A seller refuses to deliver a one-of-a-kind painting it contracted to sell. Which remedy is the buyer most likely to seek?",
-     "Specific performance", ["Adverse possession", "Collateral estoppel", "A default judgment against itself"]),
-    ("Fuel prices rise 30 percent during a fixed-price hauling contract whose force majeure clause lists floods and war. The hauler is most likely:",
-     "Still required to perform", ["Excused automatically by force majeure", "Entitled to double the price", "Released by the parol evidence rule"]),
-    ("A clause reads: 'Notwithstanding Section 5, either party may disclose information if required by law.' What is its effect?",
-     "It creates an exception that overrides Section 5 for legally required disclosures",
-     ["It cancels the whole contract", "It extends Section 5 to all information", "It has no effect, because 'notwithstanding' is decorative"]),
-    ("A landlord keeps a whole deposit after a long tenancy, citing only faded paint and light carpet wear. Which statement is most accurate?",
-     "Ordinary wear and tear generally cannot be charged against the deposit",
-     ["Landlords may keep deposits for any reason", "Faded paint always counts as tenant damage", "Deposits belong to the landlord once the lease is signed"]),
-    ("A 16-year-old buys a laptop on a payment plan and wants to cancel a month later. In most places the contract is:",
-     "Voidable at the minor's option", ["Fully binding like any adult contract", "A criminal offense by the seller", "Automatically converted into a gift"]),
-    ("An employee clicks 'I agree' next to clearly linked app terms that include an arbitration clause. The clause is generally:",
-     "Enforceable, unless it is unconscionable or barred by a specific law",
-     ["Never binding, because online terms are unread", "Binding only if signed in ink", "Binding only on the app company"]),
 ]
 
 # ---------------------------------------------------------------------------
@@ -1734,48 +1677,427 @@ def build_preference(b, sft_prompts):
 
 
 # ---------------------------------------------------------------------------
-# 12. Multiple-choice items.
+# 12. The held-out multiple-choice set (mc_test.jsonl, mc_dev.jsonl).
+# Written apart from everything above and in other words: the same legal
+# knowledge, but paraphrased descriptions and new fact patterns, so that no
+# test row repeats training text. check_held_out() enforces the rules below.
 # ---------------------------------------------------------------------------
-def build_mc(b):
-    rng = b.rng
-    items = []
+MC_SEED = 20261201  # the set's own generator: editing it never reorders the training files
+NGRAM = 13  # lm-eval's decontamination n (GPT-3's): no test row may share a 13-gram with training text
+SHORT_NAME_WORDS = 3  # choices up to this long are names ("Venue", "A lien"), allowed to occur in training text
+
+# A new description of every term in TERMS, in words that avoid its definition,
+# example and tip (and the term's own words, so no choice gives itself away).
+MC_DESCRIPTIONS = {
+    # contracts
+    "offer": "A proposal with terms firm enough that the other person can close the deal just by saying yes",
+    "acceptance": "Saying yes to a proposal on exactly its stated terms, in a manner the proposal allows, which completes the deal",
+    "consideration": "What each side hands over or pledges in return for the other's promise, such as a payment, work, or holding back from something it may lawfully do",
+    "mutual assent": "Both sides agreeing on the same key terms, judged by how their words and actions would look to an ordinary observer rather than by private thoughts",
+    "breach of contract": "Not doing what a binding promise in an agreement calls for, when no legal justification exists for the failure",
+    "material breach": "A failure so serious that it robs the other side of the main benefit it bargained for, often letting it stop its own performance and end the deal",
+    "anticipatory repudiation": "One side making it plain, before its performance falls due, that it is not going to perform at all",
+    "indemnification": "An undertaking by one side to bear defined losses, costs or outside claims that land on the other side",
+    "liquidated damages": "A sum fixed in the agreement ahead of time as the compensation owed if a particular failure to perform happens",
+    "force majeure": "A term that relieves a party of its duties, or pauses them, when listed outside events it cannot control, like storms or war, get in the way",
+    "severability": "The idea that striking down one invalid term leaves the remaining terms of the agreement in effect",
+    "statute of frauds": "The requirement that some types of agreements, like sales of real estate, be backed by a signed written record before a court will enforce them",
+    "parol evidence rule": "The principle that a complete final written agreement generally cannot be varied by proof of earlier or side talks that add or change terms",
+    "novation": "A fresh agreement, consented to by everyone involved, that puts a new party or duty in place of an old one and frees the original party",
+    "assignment": "Handing over one's rights under an agreement to another person, who may then enforce them in the original holder's place",
+    "condition precedent": "Something that has to occur first before a party becomes obliged to perform",
+    "rescission": "Unwinding an agreement and putting the parties back, as nearly as possible, where they were before they made it",
+    "specific performance": "A remedy in which the court orders the breaching side to carry out what it promised instead of paying money",
+    "promissory estoppel": "A basis for holding someone to their word without a bargained exchange, when the other person relied on it sensibly and would suffer unfairly otherwise",
+    "unconscionability": "Grounds for a court to decline to enforce a grossly one-sided deal or term, usually one produced by a lopsided bargaining process and harsh terms",
+    "mitigation of damages": "The expectation that a wronged party take sensible steps to keep its losses from growing after the other side fails to perform",
+    "expectation damages": "Money meant to give the wronged party the benefit of its bargain, as though the promise had been kept",
+    "consequential damages": "Indirect losses, like lost profits, that arise from the wronged party's particular situation rather than straight from the failure itself",
+    "warranty": "A promise within an agreement that certain facts about a product or service are true, backed by a remedy if they prove false",
+    "representation": "An assertion of fact one side makes to persuade the other to sign the agreement",
+    "integration clause": "A term declaring the signed document to be the whole deal, displacing prior negotiations and side understandings",
+    "waiver": "Deliberately giving up a right one knows about, by words or by behavior",
+    "implied covenant of good faith and fair dealing": "An unwritten duty found in most agreements that neither side will act to rob the other of the fruits of the bargain",
+    "capacity": "The legal competence to make a binding agreement, which children and those unable to understand the deal may lack",
+    "duress": "Wrongful pressure, such as an illegal threat, that leaves a person no real alternative but to sign, so the deal can later be cancelled",
+    "voidable contract": "An agreement that binds until the party entitled to escape it decides to cancel it",
+    "option contract": "A paid-for promise to hold a proposal open for a set period, during which it cannot be withdrawn",
+    "counteroffer": "A reply that proposes changed terms, which turns down the original proposal and puts a new one on the table",
+    "third-party beneficiary": "Someone outside the agreement whom the signing parties meant to help, and who can sometimes sue to enforce it",
+    "limitation of liability": "A term that sets a ceiling on, or rules out, certain damages one side can collect from the other",
+    "accord and satisfaction": "Settling a disputed claim by agreeing to take a substitute performance, and then receiving it, which ends the original claim",
+    "frustration of purpose": "An excuse available when an unexpected event wipes out the main reason one side made the deal, though performing is still physically possible",
+    "impracticability": "An excuse available when an unexpected event makes performing vastly harder or costlier than the risks the parties took on",
+    "non-compete agreement": "A promise not to go into business against the other side for a limited time, in a limited area and line of work",
+    "non-disclosure agreement": "A contract in which a party undertakes to keep certain information private and to use it solely for the permitted purpose",
+    # procedure
+    "complaint": "The first filing in a civil case, setting out what the plaintiff alleges, the facts behind it, and what relief is sought",
+    "summons": "A notice issued by the court telling a defendant that a case has been filed against it and how and when to respond",
+    "service of process": "Handing the court papers to the person being sued by a method the rules permit, so the court may go forward against that person",
+    "answer": "The defendant's formal reply to the opening filing, saying which allegations it admits and which it disputes, and raising its defenses",
+    "motion to dismiss": "A request that a court throw out a claim at the outset, for instance because even the alleged facts would not make out a legal claim",
+    "personal jurisdiction": "A court's power over a specific defendant, based on ties such as living in the state, agreeing to the court, or doing business there",
+    "subject matter jurisdiction": "A court's power to decide cases of a given kind",
+    "venue": "Which particular court or place, among those with power over the case, is the proper one to hear it",
+    "statute of limitations": "A deadline set by law for bringing a lawsuit, after which the claim is usually lost",
+    "discovery": "The phase before trial when each side must share information and evidence about the case",
+    "deposition": "Questioning of a witness under oath outside the courtroom, with a record kept for later use",
+    "interrogatories": "A list of questions sent by one side that the other side has to reply to on paper, under oath",
+    "request for production": "A demand made before trial that the other side hand over documents, files or physical things",
+    "summary judgment": "A ruling without trial because no real dispute exists about the important facts and the law favors one side",
+    "default judgment": "A ruling against a defendant who never responds to the case within the allowed time",
+    "burden of proof": "The duty resting on a party to convince the court of its case to the required degree",
+    "preponderance of the evidence": "The usual standard in civil cases, satisfied when something is shown to be more probable than not",
+    "standing": "The need for a plaintiff to have something real at stake, usually a harm the opposing side caused and a court is able to repair",
+    "class action": "A case in which a few named people sue on behalf of a large group with similar claims",
+    "counterclaim": "A claim a defendant brings against the plaintiff inside the same case",
+    "preliminary injunction": "An early court order that keeps things as they are until the case is resolved",
+    "res judicata": "Claim preclusion: once a final ruling has settled a claim on its merits, the same parties cannot sue over it again",
+    "collateral estoppel": "Issue preclusion: a specific issue actually decided and essential to an earlier ruling cannot be argued again",
+    "appeal": "Asking a higher court to look over a lower court's decision and correct legal errors",
+    "settlement": "The parties resolving their dispute themselves, usually trading a payment for a release of claims",
+    "affirmative defense": "A reason the accused side gives, based on further facts it must usually prove, to escape or reduce liability even if every allegation is accurate",
+    "subpoena": "An order backed by the court that requires a person to give testimony or hand over documents",
+    "mediation": "A process where a neutral person helps the sides work toward a deal but has no power to decide the dispute",
+    "arbitration": "A private process where a neutral decision maker hears the dispute and issues a ruling that is normally binding",
+    "affidavit": "A written account of facts that its author swears is true, usually in front of an official such as a notary",
+    "stare decisis": "The practice of courts following earlier rulings on the same legal question, particularly those of higher courts",
+    "pleadings": "The formal opening papers in which each side states its claims or its response to them",
+    # torts
+    "tort": "A harmful wrong against a person or property, not arising from a broken agreement, that lets the injured person sue, usually for money",
+    "negligence": "Careless conduct that falls short of what a sensible person would do in the situation and injures someone to whom care was owed",
+    "duty of care": "The legal obligation to take reasonable precautions against foreseeably harming other people",
+    "proximate cause": "The link requiring that an injury be a foreseeable, not too remote, consequence of the defendant's act before liability follows",
+    "strict liability": "Responsibility for harm without any showing of fault, as for extremely dangerous activities or some defective products",
+    "defamation": "Spreading an untrue statement of fact about someone to others, damaging that person's good name",
+    "vicarious liability": "Being held responsible for another person's wrong because of a relationship, as when an employer answers for a worker acting on the job",
+    "comparative negligence": "A rule that cuts an injured person's award in proportion to that person's own share of the blame",
+    "compensatory damages": "An award of money to make good the real loss or harm the plaintiff suffered",
+    "punitive damages": "Extra money awarded beyond making good a loss, to punish outrageous conduct and discourage others from it",
+    # property
+    "easement": "A right to make a particular use of land owned by someone else, for example crossing it or running pipes under it",
+    "adverse possession": "Gaining ownership of land by occupying it openly, without interruption, exclusively and without permission for the legally required period",
+    "lease": "An agreement giving someone possession and use of an owner's property for a time in return for rent",
+    "security deposit": "Money paid by a tenant at move-in that the landlord holds against unpaid rent or harm beyond ordinary wear",
+    "covenant of quiet enjoyment": "A landlord's commitment, usually read into the lease, that the tenant's use of the home will not be seriously interfered with by the landlord or anyone acting for it",
+    "lien": "A creditor's legal hold on someone's property, which backs up the owner's obligation to pay what is owed",
+    "escrow": "An arrangement where an impartial party keeps funds or papers until agreed conditions are satisfied",
+    # relationships
+    "fiduciary duty": "An obligation of loyalty and care to act in someone else's interest, owed by people such as trustees, agents and directors",
+    "power of attorney": "A written document authorizing one person to act for another in legal or money matters",
+    "agency": "An arrangement where someone is authorized to act on another's behalf and must follow that other's directions",
+    "due diligence": "The checking a party does before a deal to confirm facts and uncover risks",
+    "choice of law": "The rules and contract terms deciding which place's legal system governs a dispute",
+}
+# Terms too close to offer each other as a wrong answer (one is a kind of the other).
+MC_NOT_DISTRACTORS = {("breach of contract", "material breach"), ("tort", "negligence"), ("tort", "defamation"),
+                      ("tort", "strict liability"), ("pleadings", "complaint"), ("pleadings", "answer"),
+                      ("discovery", "deposition"), ("discovery", "interrogatories"),
+                      ("discovery", "request for production")}
+MC_DESCRIBE_STEMS = ["Which of these best explains {t}?",
+                     "Which statement describes {t} correctly?",
+                     "Choose the most accurate account of {t}."]
+
+# New fact patterns that apply a rule: (question, correct answer, three distractors).
+# Names, amounts and situations are new; none of them appears in the training rows.
+MC_CASES = [
+    # contracts
+    ("Nora texts a neighbor: 'You can have my canoe for 300 dollars if you say yes by Sunday.' The neighbor texts back 'Deal' on Saturday. What has happened?",
+     "The neighbor accepted in time, so there is a binding deal",
+     ["The neighbor made a counteroffer that ends the proposal", "Nothing, because a text message can never form a contract",
+      "Nora made a gift promise that no court will enforce"]),
+    ("A printer quotes 900 dollars for a job. The customer answers, 'I will pay 750.' The printer says no. Can the customer now insist on the 900 dollar quote?",
+     "No, the 750 reply turned down the quote, so it is no longer open",
+     ["Yes, a price quote stays open until the job is finished", "Yes, because the customer only asked a question",
+      "No, because printers are never bound by the prices they quote to customers"]),
+    ("An aunt tells her niece she will pay for the niece's trip next summer. The niece gives nothing in return and changes none of her plans. The aunt backs out. Why is the promise probably unenforceable?",
+     "The niece gave nothing in exchange for it",
+     ["It was not made in front of a judge", "The trip was too far in the future", "Relatives are not allowed to make agreements"]),
+    ("Relying on a firm written promise of a job, an engineer sells her house and moves across the country. The company then withdraws the job. Which doctrine gives her the best chance of recovering her moving losses?",
+     "Promissory estoppel", ["Adverse possession", "Res judicata", "Stare decisis"]),
+    ("Two neighbors agree over coffee that one will buy the other's garage plot. Nothing is written down or signed. What most likely keeps a court from enforcing the deal?",
+     "The statute of frauds", ["The parol evidence rule", "Stare decisis", "Comparative negligence"]),
+    ("A signed lease states it is the whole agreement and sets rent at 1,200 dollars. The tenant says the landlord promised before signing to charge only 1,000. What generally blocks the tenant's proof of that promise?",
+     "The parol evidence rule", ["The statute of limitations", "The covenant of quiet enjoyment", "Vicarious liability"]),
+    ("A contract to build a 2,000 dollar fence charges the builder 10,000 dollars for every day of delay. A court will most likely treat this charge as",
+     "A penalty it will refuse to enforce",
+     ["A fair estimate it must always award", "A warranty about the fence", "A payment for an option"]),
+    ("A buyer refuses, in breach, to take a machine the seller built for it. The seller could resell the machine quickly at a fair price but leaves it to rust for a year. Why will its recovery likely shrink?",
+     "It did nothing sensible to keep its loss small",
+     ["Machines cannot be the subject of a sale", "The buyer can always back out of any deal",
+      "Sellers of custom goods may only ever recover punitive damages"]),
+    ("In January a caterer writes to a couple that it will not serve their June wedding under any circumstances. What may the couple most likely do now?",
+     "Treat the deal as broken now and hire another caterer",
+     ["Nothing until June, since no failure has happened yet", "Have the caterer arrested for refusing",
+      "Sue only for a fine paid to the state"]),
+    ("A buyer pays for a delivery van and receives one whose engine does not run at all. Compared with a one-day late delivery of a working van, this is most likely",
+     "A serious failure that may let the buyer cancel the deal",
+     ["A small failure that allows only minor damages", "No failure at all, since a van of some kind was delivered",
+      "An outside event that excuses the seller"]),
+    ("A supplier's clause excuses delays from earthquakes and war. Its raw material costs then double. The supplier is most likely",
+     "Still bound to deliver at the agreed price",
+     ["Excused because its costs rose", "Entitled to charge twice the price", "Free to cancel the whole contract without giving any notice"]),
+    ("A company rents a rooftop for one day only to watch a parade. The city cancels the parade. Which doctrine may excuse the company from paying the rent?",
+     "Frustration of purpose", ["Adverse possession", "Accord and satisfaction", "Vicarious liability"]),
+    ("A 15-year-old signs up for a costly gym membership and wants out two weeks later. In most places the agreement is",
+     "One the teenager may choose to cancel",
+     ["Fully binding, like an adult's agreement", "A crime committed by the gym", "Binding on the teenager but not on the gym"]),
+    ("A contractor tells a homeowner he will smash her windows unless she signs a new, higher price. She signs. The new price agreement is most likely",
+     "Open to cancellation because she signed under a threat",
+     ["Binding, because her own signature is on the new agreement", "Proof that she made a counteroffer", "A valid gift to the contractor"]),
+    ("A seller falsely claims that a used boat has a new engine, and the buyer discovers the lie a week after buying. Which remedy unwinds the sale?",
+     "Rescission", ["Specific performance", "Summary judgment", "Stare decisis"]),
+    ("A landscaper, her client and a second landscaper all agree that the second one takes over the job and the first is fully released. This arrangement is",
+     "A novation", ["An easement", "A counteroffer", "A default judgment"]),
+    ("A buyer agrees to buy a shop only if the city grants a permit by March 1. The city denies the permit. What happens to the buyer's duty to buy?",
+     "It never arises, since the required event did not occur",
+     ["It stays in force, and refusing to buy the shop is a breach", "It turns into a duty to pay a fine",
+      "It is postponed for exactly one year"]),
+    ("For months a buyer accepts a supplier's deliveries on Tuesdays, though the contract says Mondays, and never objects. What has the buyer most likely done?",
+     "Given up its right to insist on Monday deliveries",
+     ["Earned a right to punitive damages", "Created a lien on the supplier's trucks",
+      "Lost every other right it had under the whole contract"]),
+    ("A client honestly disputes a plumber's 1,000 dollar bill and sends 700 dollars with a note saying it is full payment of the disputed bill. The plumber cashes it. What likely bars a later suit for 300 dollars?",
+     "Accord and satisfaction", ["Anticipatory repudiation", "Strict liability", "Subject matter jurisdiction"]),
+    ("As a hidden joke, a seller says 'I will sell you my car for 5,000 dollars,' and the buyer, reasonably taking it seriously, agrees. How do courts usually judge whether they agreed?",
+     "By how the words would reasonably appear to an outsider",
+     ["By the seller's secret intent alone, whatever the buyer thought", "By asking a notary to decide", "By whether the car was already paid for"]),
+    ("A buyer had agreed to pay 5,000 dollars for steel. The seller did not deliver, and the buyer paid 6,500 dollars for the same steel elsewhere. The buyer's expectation damages are most likely",
+     "1,500 dollars", ["6,500 dollars", "5,000 dollars", "11,500 dollars"]),
+    ("A developer pays a farmer 500 dollars to keep an offer to sell land open for 60 days. On day 20 the farmer tries to take the offer back. The farmer most likely",
+     "Cannot withdraw, because the open period was paid for",
+     ["Can withdraw at any time before the developer accepts the offer", "Must sell at double the price", "Has turned the deal into a lease"]),
+    ("A coffee chain makes a part-time barista promise never to work for any food business anywhere for ten years. A court is most likely to",
+     "Refuse to enforce the restriction as far too broad",
+     ["Enforce it exactly as written", "Order the barista to pay punitive damages to the coffee chain", "Treat it as a recorded easement"]),
+    ("A publisher with sole power to set a book's print run sets it at zero only to avoid paying royalties promised to the author. Which duty has the publisher most likely broken?",
+     "The implied covenant of good faith and fair dealing",
+     ["The covenant of quiet enjoyment", "The duty to mitigate damages", "The duty of care owed to drivers"]),
+    ("A seller writes, 'Unless I hear from you by Friday, you have bought my piano.' The buyer says nothing. What is the most likely result?",
+     "No deal was made, because saying nothing usually does not accept",
+     ["A deal was made on Friday at the price the seller stated in writing", "The buyer now owes a penalty for not replying",
+      "The seller must deliver the piano for free"]),
+    ("A store's newspaper ad lists a blender for 40 dollars and says nothing about quantity or who may buy. Such an ad is usually",
+     "An invitation for customers to make offers",
+     ["A binding promise to every reader", "A warranty that the price never changes", "A contract formed when the paper is printed"]),
+    # procedure
+    ("A company is properly served with a lawsuit but files nothing before the deadline. What may the plaintiff now ask the court to enter?",
+     "A default judgment", ["A preliminary injunction", "A class action", "A subpoena"]),
+    ("A defendant argues that even if every fact the plaintiff alleges were true, it would not amount to a legal claim. Which filing makes that argument at the start of the case?",
+     "A motion to dismiss", ["A counterclaim", "A subpoena", "An appeal"]),
+    ("After discovery, both sides agree on every important fact and argue only about what the law requires. What may either side ask the court for?",
+     "Summary judgment", ["A default judgment", "A preliminary injunction", "Arbitration"]),
+    ("A driver loses a suit against a repair shop in a final judgment on the merits, then files the very same claim in another court. What bars the second suit?",
+     "Res judicata", ["Standing", "Venue", "Discovery"]),
+    ("A shop owner who has never lived in, visited or done business in a distant state is sued there. What is the owner's strongest objection?",
+     "Lack of personal jurisdiction", ["Lack of consideration", "Lack of capacity", "Lack of a warranty"]),
+    ("A client learns of an accountant's error at once but waits six years to sue, though the law allows three. What is the accountant's best defense?",
+     "The statute of limitations", ["The parol evidence rule", "The statute of frauds", "Stare decisis"]),
+    ("A party wants its opponent to hand over internal emails about a product recall. What should it serve?",
+     "A request for production", ["Interrogatories", "A summons", "An affidavit"]),
+    ("A resident sues a factory over pollution in a city she has never visited and that has caused her no harm. For lack of what will the court likely dismiss?",
+     "Standing", ["Venue", "Consideration", "Capacity"]),
+    ("Thousands of customers were each overcharged 5 dollars by the same bank fee. What lets a few of them sue on behalf of all?",
+     "A class action", ["A counterclaim", "A deposition", "An easement"]),
+    ("A supplier sues a shop for an unpaid bill. In the same case, the shop claims the supplier's goods were defective and cost it sales. What is the shop's claim?",
+     "A counterclaim", ["An appeal", "A summons", "A class action"]),
+    ("Two neighbors want a neutral person who will hear both sides and hand down a decision they must follow. What process do they want?",
+     "Arbitration", ["Mediation", "Discovery", "Stare decisis"]),
+    ("A bank with no part in a lawsuit receives a court-backed order to produce a customer's account records. What is this order?",
+     "A subpoena", ["A summons", "A lien", "A counteroffer"]),
+    ("A defendant admits the contract and the missed payment but says the suit was filed after the legal deadline. How does the defendant raise this point?",
+     "As an affirmative defense", ["As a class action", "As a counteroffer", "As a request for production"]),
+    ("A trial judge follows the state supreme court's earlier ruling on the same legal question, though she personally disagrees with it. Which principle is she applying?",
+     "Stare decisis", ["Res judicata", "Promissory estoppel", "Force majeure"]),
+    ("A losing party believes the trial judge applied the wrong legal rule. What does an appeal mainly review?",
+     "Legal errors shown in the trial record",
+     ["New witnesses the losing side brings", "Whether the jury was friendly", "The whole case heard again from scratch"]),
+    ("A witness at a deposition truly cannot remember the date of a meeting. What should the witness do?",
+     "Say that they do not remember rather than guess",
+     ["Guess the most likely date", "Refuse to answer any more questions", "Let the other side's lawyer choose a date for the record"]),
+    ("A person just served with a civil complaint wants to protect their position. Which step is the wisest to take first?",
+     "Find the response deadline and get legal advice quickly",
+     ["Ignore the papers until a trial date arrives in the mail", "Delete emails that relate to the dispute", "Wait to see if the plaintiff gives up"]),
+    # torts
+    ("A grocery clerk sees broken glass on the floor and leaves it there for an hour without warning anyone. A shopper is cut. What is the shopper's most likely claim?",
+     "Negligence", ["Defamation", "Adverse possession", "Accord and satisfaction"]),
+    ("A cyclist's damages are 20,000 dollars, and the jury finds her 25 percent at fault. Under pure comparative negligence, how much does she recover?",
+     "15,000 dollars", ["20,000 dollars", "5,000 dollars", "Nothing"]),
+    ("A pizza chain's driver, while delivering an order, hits a parked car. On what basis can the car's owner hold the chain responsible?",
+     "Vicarious liability", ["Res judicata", "Novation", "Escrow"]),
+    ("A company blasting rock with explosives damages a nearby house despite taking every precaution. Under what rule may it be liable anyway?",
+     "Strict liability", ["Comparative negligence", "Mediation", "Stare decisis"]),
+    ("A driver's careless bump in a parking lot sets off a chain of rare events that ends in a fire at a factory miles away. Why is the driver likely not liable for the fire?",
+     "The fire was too remote a result of the bump",
+     ["Drivers owe nobody any duty of care", "Fires always count as force majeure", "The factory never signed a contract with the driver"]),
+    # property and relationships
+    ("A homeowner has a recorded right to drive across a strip of a neighbor's land to reach the road. What is this right?",
+     "An easement", ["A lease", "A lien", "A subpoena"]),
+    ("After a long tenancy, a landlord deducts the cost of repainting walls that simply faded with age. The deduction is most likely",
+     "Improper, since ordinary aging is not damage",
+     ["Proper, because any change at all may be charged to the tenant", "Required by every residential lease", "Allowed only if the tenant had a pet"]),
+    ("An electrician rewires a house and is never paid. What may the electrician record to secure the debt against the house itself?",
+     "A lien", ["An easement", "A power of attorney", "An affidavit"]),
+    ("A trustee secretly buys trust property for himself at a bargain price. What has he most likely breached?",
+     "A fiduciary duty", ["The statute of frauds", "An integration clause", "A warranty disclaimer"]),
+    # interpretation and clauses
+    ("A lease says: 'Tenant shall pay rent on the first; Tenant may paint the bedroom.' Which reading is correct?",
+     "Paying rent is required, while painting is left to the tenant's choice",
+     ["Both paying rent and painting are optional", "Both paying rent and painting are required",
+      "Neither sentence creates any duty at all"]),
+    ("An insurer's own policy uses an unclear word, and both readings are reasonable. Which reading do courts often adopt?",
+     "The one that favors the policyholder",
+     ["The one that favors the insurer", "Whichever one the insurer picks later", "Neither, so the policy is cancelled"]),
+    ("A lease lets the tenant keep 'pets, including but not limited to cats and dogs.' A quiet pet rabbit is most likely",
+     "Allowed, since the named animals are only examples",
+     ["Forbidden, since only cats and dogs are named in the lease", "Allowed only with a court order", "Forbidden until the lease is renewed"]),
+    ("A contract says invoices are due in 30 days, but a separate clause says deposit invoices are due in 5 days. When is a deposit invoice most likely due?",
+     "In 5 days, because the more specific term controls",
+     ["In 30 days, because the general term always controls", "In 35 days, adding both periods", "Whenever the payer decides"]),
+    ("A printed form says delivery in 30 days, but both parties initial a handwritten note changing it to 45 days. Which delivery term most likely applies?",
+     "45 days, since the added note shows their specific intent",
+     ["30 days, since printed terms always win", "About 38 days, the average of the two", "None, until a jury votes on it"]),
+    ("Two parties in different cities sign separate copies of the same contract and email the signed pages. Under a counterparts clause, what is the result?",
+     "The copies together make one binding agreement",
+     ["Neither copy counts until both parties sign one paper", "Only the copy signed first counts", "The emailed pages have no effect"]),
+]
+
+# The 5 few-shot examples of mc_dev.jsonl: written apart from the test rows, too.
+MC_DEV = [
+    ("A roofer's contract promises the new roof will not leak for five years and that any leak will be repaired for free. What is this promise?",
+     "A warranty", ["A summons", "An easement", "A subpoena"]),
+    ("Before buying a bakery, a buyer reviews its books, debts and pending disputes to spot hidden problems. What is this review called?",
+     "Due diligence", ["Discovery", "Mediation", "Escrow"]),
+    ("An owner lets a student live in a spare room for one year in exchange for monthly rent. What is their agreement?",
+     "A lease", ["A lien", "A novation", "A deposition"]),
+    ("Before surgery, a father signs a paper letting his son manage his bank accounts and sign documents for him. What is the paper?",
+     "A power of attorney", ["An affidavit", "A counterclaim", "A warranty disclaimer"]),
+    ("A jury awards an extra sum, beyond a patient's actual losses, to punish a clinic that knowingly hid a dangerous defect. What is this extra sum?",
+     "Punitive damages", ["Compensatory damages", "Liquidated damages", "Expectation damages"]),
+]
+
+
+def describe_items(rng):
+    """One question per term: its new description among three others from the same area of law."""
     by_area = {}
-    for row in TERMS:
-        by_area.setdefault(row[0], []).append(row)
+    for area, term, *_ in TERMS:
+        by_area.setdefault(area, []).append(term)
+    items = []
+    for area, term, *_ in TERMS:
+        pool = [t for t in by_area[area]
+                if t != term and (term, t) not in MC_NOT_DISTRACTORS and (t, term) not in MC_NOT_DISTRACTORS]
+        others = rng.sample(pool, 3)
+        question = rng.choice(MC_DESCRIBE_STEMS).format(t=subj(term))
+        items.append((question, MC_DESCRIPTIONS[term], [MC_DESCRIPTIONS[t] for t in others]))
+    return items
 
-    def pool_for(area, exclude):
-        pool = [r for r in by_area[area] if r[1] != exclude]
-        if len(pool) < 3:
-            pool = [r for r in TERMS if r[1] != exclude]
-        return pool
 
-    stems_a = ["Which of the following best describes {t}?",
-               "Which statement correctly characterizes {t}?",
-               "Select the most accurate description of {t}."]
-    stems_b = ["Which legal term refers to {d}?",
-               "What is the name for {d}?"]
-    for area, t, d, ex, tip, wrong in TERMS:
-        distract = rng.sample(pool_for(area, t), 3)
-        items.append((rng.choice(stems_a).format(t=subj(t)), cap(d), [cap(r[2]) for r in distract]))
-    for row in rng.sample(TERMS, 40):
-        area, t, d = row[0], row[1], row[2]
-        distract = rng.sample(pool_for(area, t), 3)
-        q = rng.choice(stems_b).format(d=d)
-        if words(q) > 60 or t.split()[0][:6].lower() in d.lower():
-            continue
-        items.append((q, cap(t), [cap(r[1]) for r in distract]))
-    for q, correct, distract in MC_HAND:
-        items.append((q, correct, list(distract)))
-
-    rng.shuffle(items)
-    out = []
-    for i, (q, correct, distract) in enumerate(items):
-        target = i % 4
-        others = distract[:]
+def as_rows(rng, items):
+    """Rows with the correct answer at position i % 4 (balanced) and the distractors shuffled."""
+    rows = []
+    for i, (question, correct, distract) in enumerate(items):
+        others = list(distract)
         rng.shuffle(others)
-        choices = others[:target] + [correct] + others[target:]
-        out.append({"subject": "legal", "question": q, "choices": choices, "answer": target})
-    return out
+        choices = others[:i % 4] + [correct] + others[i % 4:]
+        rows.append({"subject": "legal", "question": question, "choices": choices, "answer": i % 4})
+    return rows
+
+
+def build_mc():
+    rng = random.Random(MC_SEED)
+    items = describe_items(rng) + list(MC_CASES)
+    rng.shuffle(items)
+    return as_rows(rng, items), as_rows(rng, MC_DEV)
+
+
+def skip_retired_mc_draws(rng):
+    """Draw from the shared generator exactly what the first multiple-choice set drew between the
+    preference rows and the final shuffles. That set (retired: it reused training sentences) is gone,
+    but without these draws the training files would come out in another row order, and every number
+    measured on them rests on these exact files."""
+    size = {}
+    for area, *_ in TERMS:
+        size[area] = size.get(area, 0) + 1
+    for area, *_ in TERMS:
+        rng.sample(range(size[area] - 1), 3)  # distractor definitions
+        rng.choice(range(3))  # question stem
+    kept = 0
+    for area, term, definition, *_ in rng.sample(TERMS, 40):
+        rng.sample(range(size[area] - 1), 3)
+        rng.choice(range(2))  # both stems had 5 words
+        kept += words(definition) + 5 <= MAX_USER_WORDS and term.split()[0][:6].lower() not in definition.lower()
+    n_items = len(TERMS) + kept + 22  # + 22 hand-written items
+    rng.shuffle(list(range(n_items)))
+    for _ in range(n_items):
+        rng.shuffle([0, 1, 2])
+
+
+# The checks, with lm-eval's decontamination normalisation (janitor.py): ASCII
+# letters lowercased, ASCII punctuation deleted, split on whitespace.
+NORMALISE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase, string.punctuation)
+
+
+def norm_words(text):
+    return text.translate(NORMALISE).split()
+
+
+def row_text(value):
+    """Every string in a row, recursively, one per line (as workbench.contamination reads rows)."""
+    if isinstance(value, str):
+        return value
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return "\n".join(t for t in (row_text(v) for v in values) if t)
+
+
+def ngram_set(rows, n):
+    grams = set()
+    for row in rows:
+        w = norm_words(row_text(row))
+        grams.update(" ".join(w[i:i + n]) for i in range(len(w) - n + 1))
+    return grams
+
+
+def longest_shared_run(row, grams_by_n):
+    """The largest n (up to NGRAM) for which the row shares an n-gram with the given n-gram sets."""
+    w = norm_words(row_text(row))
+    best = 0
+    for n, grams in grams_by_n.items():
+        if any(" ".join(w[i:i + n]) in grams for i in range(len(w) - n + 1)):
+            best = max(best, n)
+    return best
+
+
+def is_name(choice):
+    """A short choice ('Venue', 'A lien', '15,000 dollars') or the name of a term: the answer is
+    the name itself, which the training text must use to teach it."""
+    w = norm_words(choice)
+    if w and w[0] in ("a", "an", "the"):
+        w = w[1:]
+    return len(norm_words(choice)) <= SHORT_NAME_WORDS or " ".join(w) in {t[1] for t in TERMS}
+
+
+def check_held_out(training_rows, dev, test):
+    """No held-out row shares a 13-gram with the training rows (nor test with dev); no choice that is
+    not a name appears verbatim in the training text; no description contains its term's own words."""
+    train_grams = ngram_set(training_rows, NGRAM)
+    dev_grams = ngram_set(dev, NGRAM)
+    for name, rows, grams in (("mc_test", test, train_grams | dev_grams), ("mc_dev", dev, train_grams)):
+        for i, row in enumerate(rows, start=1):
+            w = norm_words(row_text(row))
+            shared = [" ".join(w[k:k + NGRAM]) for k in range(len(w) - NGRAM + 1) if " ".join(w[k:k + NGRAM]) in grams]
+            if shared:
+                raise SystemExit("%s row %d shares a %d-gram with training text: %r" % (name, i, NGRAM, shared[0]))
+    corpus = "\n".join(" %s " % " ".join(norm_words(row_text(r))) for r in training_rows)
+    for row in dev + test:
+        for choice in row["choices"]:
+            if not is_name(choice) and " %s " % " ".join(norm_words(choice)) in corpus:
+                raise SystemExit("choice copied from training text: %r" % choice)
+        if words(row["question"]) > MAX_USER_WORDS or max(words(c) for c in row["choices"]) > MAX_ASSISTANT_WORDS:
+            raise SystemExit("too long: %r" % row["question"][:120])
+    for term, description in MC_DESCRIPTIONS.items():
+        own = [w for w in norm_words(term) if len(w) > 3 and w[:5] in " ".join(norm_words(description))]
+        if own:
+            raise SystemExit("the description of %r uses its own word %r" % (term, own[0]))
 
 
 # ---------------------------------------------------------------------------
@@ -1807,7 +2129,8 @@ def main():
             if m["role"] == "user":
                 sft_prompts.add(m["content"].lower())
     pref = build_preference(b, sft_prompts)
-    mc = build_mc(b)
+    skip_retired_mc_draws(b.rng)
+    test, dev = build_mc()
 
     check_lengths(sft, lambda r: r["messages"])
     check_lengths(pref, lambda r: r["prompt"] + r["chosen"] + r["rejected"])
@@ -1822,7 +2145,7 @@ def main():
         kto.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
         kto.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
 
-    dev, test = mc[:5], mc[5:]
+    check_held_out(sft + pref + kto, dev, test)
     write_jsonl("sft.jsonl", sft)
     write_jsonl("preference.jsonl", pref)
     write_jsonl("kto.jsonl", kto)
