@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--nodes", type=int, default=1)
     estimate.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="memory of one GPU")
     estimate.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    contamination = sub.add_parser("contamination", help="eval rows that share an n-gram with training files "
+                                   "(exit 1 if any)")
+    contamination.add_argument("train", nargs="+", help="training files (.jsonl, .json, .parquet)")
+    contamination.add_argument("--eval", nargs="+", required=True, help="eval files to check against them")
+    contamination.add_argument("--ngram", type=int, default=13, help="words per n-gram (lm-eval's rule: 13)")
+    contamination.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -162,9 +168,19 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+def cmd_contamination(args) -> int:
+    import json
+
+    from workbench.contamination import check, render
+
+    report = check(args.train, args.eval, n=args.ngram)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
+    return 0 if report.clean else 1
+
+
 COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
             "apply-patch": cmd_apply_patch, "schedule": cmd_schedule,
-            "estimate": cmd_estimate}
+            "estimate": cmd_estimate, "contamination": cmd_contamination}
 
 
 def main(argv: list[str] | None = None) -> int:
