@@ -1,153 +1,249 @@
-"""Recipes: one YAML file validated into one typed, frozen config tree.
+"""Recipes: one YAML file validated into one typed, frozen config tree (pydantic v2 models).
 
     from workbench.config import load_recipe
     recipe = load_recipe("legal", overrides=["train.max_steps=5"])
 
 A recipe is a name under `recipes/` or a path. It may `extends:` another recipe (a name or a path
 relative to it); mappings merge key by key, everything else is replaced. Overrides are
-`dotted.key=value`, parsed as YAML and type-checked like the file. Every error names the file and
-the dotted key, e.g. `recipes/legal.yaml: train.lr: must be > 0, got -1`.
+`dotted.key=value`, parsed as YAML and type-checked like the file. Every error is one line naming the
+file and the dotted key, e.g. `recipes/legal.yaml: train.lr: must be > 0, got -1`.
+
+YAML is read with every scalar as text (`yaml.BaseLoader`) and typed by the schema, so a run id made
+only of digits stays the string it was written as, `2e-4` is a float, and `yes` is not a run name.
 """
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from workbench.errors import WorkbenchError
+from workbench.eval_tasks import suite_names
+from workbench.files import read_text
+from workbench.moe.targets import known_targets
 from workbench.paths import project_root, recipes_dir
 
-Method = Literal["sft", "dpo", "kto", "orpo"]
+NULLS = ("null", "Null", "NULL", "~")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
+ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flash_attention_4", "flex_attention")
+LOSS_TYPES = {  # TRL 1.16's loss types that run without further settings (exo_pair needs label smoothing)
+    "dpo": ("sigmoid", "hinge", "ipo", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
+            "apo_down", "discopop", "sft", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+}
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "deepseek-v3-tiny"  # a preset, a hub id or a local directory
-    from_run: str | None = None  # start from another run's output: an MLflow run id or an experiment name
-    revision: str | None = None
+def _listed(value):
+    return [value] if isinstance(value, str) else value
+
+
+def _tag_text(value):  # tags from Python code may carry numbers; MLflow stores text
+    return {k: str(v) if isinstance(v, (int, float)) else v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+Text = Annotated[str, Field(min_length=1)]
+OptText = Text | None
+PosInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's seed range, which set_seed feeds
+Number = Annotated[float, Field(allow_inf_nan=False)]
+PosFloat = Annotated[Number, Field(gt=0)]
+NonNegFloat = Annotated[Number, Field(ge=0)]
+Share = Annotated[Number, Field(ge=0, lt=1)]
+
+
+def _member(options, what: str) -> AfterValidator:
+    """A value from a list known only at run time (suites in evals/suites.yaml, LoRA target names)."""
+    def check(value):
+        if value is not None and value not in options():
+            raise ValueError(f"unknown {what} '{value}'{_close(value, options())} (known: {', '.join(options())})")
+        return value
+    return AfterValidator(check)
+
+
+def _steps(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError(f"must be -1 (use epochs) or > 0, got {value}")
+    return value
+
+
+def _folder(name):
+    if name is not None and ("/" in name or "\\" in name or name in (".", "..")):
+        raise ValueError(f"must be a plain folder name (no / or \\), got {name!r}")
+    return name
+
+
+Names = Annotated[tuple[Text, ...], BeforeValidator(_listed)]
+Targets = Annotated[tuple[Annotated[Text, _member(known_targets, "target")], ...], BeforeValidator(_listed)]
+Suite = Annotated[OptText, _member(suite_names, "suite")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    name: Text = "deepseek-v3-tiny"  # a preset, a hub id or a local directory
+    from_run: OptText = None  # start from another run's output: an MLflow run id or an experiment name
+    revision: OptText = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    seed: int = 0  # initialisation seed of a preset
+    seed: Seed = 0  # initialisation seed of a preset
     experts_implementation: Literal["auto", "eager", "grouped_mm"] = "auto"
-    attn_implementation: str | None = None
+    attn_implementation: Literal[ATTENTION] | None = None
     trust_remote_code: bool = False
-    quantize: Literal["none", "nf4", "int8"] = "none"  # QLoRA: load the base in 4-bit nf4 or 8-bit (CUDA, bitsandbytes)
-    architecture: str | None = None  # a published model whose config these weights share (estimates without weights)
+    quantize: Literal["none", "nf4", "int8"] = "none"  # QLoRA: 4-bit nf4 or 8-bit base weights (CUDA, bitsandbytes)
+    architecture: OptText = None  # a published model whose config these weights share (estimates without weights)
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    train: str = "data/legal/sft.jsonl"  # jsonl/json/parquet path (relative to the project) or hub dataset id
-    split: str = "train"
-    eval: str | None = None  # a separate eval file; otherwise eval_fraction of train is held out
-    eval_split: str | None = None
-    eval_fraction: float = 0.1
-    max_rows: int | None = None
-    seed: int = 42
+class DataConfig(Section):
+    train: Text = "data/legal/sft.jsonl"  # jsonl/json/parquet path (relative to the project) or hub dataset id
+    split: Text = "train"
+    eval: OptText = None  # a separate eval file; otherwise eval_fraction of train is held out
+    eval_split: OptText = None
+    eval_fraction: Share = 0.1
+    max_rows: PosInt | None = None
+    seed: Seed = 42
 
 
-@dataclass(frozen=True)
-class MethodConfig:
-    name: Method = "sft"
-    beta: float = 0.1  # dpo/kto/orpo: strength of the preference term
-    loss_type: str | None = None  # dpo: sigmoid (default), ipo, hinge, ...
+class MethodConfig(Section):
+    name: Literal["sft", "dpo", "kto", "orpo"] = "sft"
+    beta: PosFloat = 0.1  # dpo/kto/orpo: strength of the preference term
+    loss_type: OptText = None  # dpo/kto: TRL's loss type (checked per method below)
     reference: Literal["adapter", "model"] = "adapter"  # dpo/kto: adapter-disabled model or a frozen copy
-    desirable_weight: float = 1.0  # kto
-    undesirable_weight: float = 1.0  # kto
+    desirable_weight: PosFloat = 1.0  # kto
+    undesirable_weight: PosFloat = 1.0  # kto
 
 
-@dataclass(frozen=True)
-class PeftConfig:
+class PeftConfig(Section):
     type: Literal["none", "lora"] = "none"
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
-    modules_to_save: tuple[str, ...] = ()
+    r: PosInt = 16
+    alpha: PosInt = 32
+    dropout: Share = 0.0
+    target_modules: Targets = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+    modules_to_save: Names = ()
 
 
-@dataclass(frozen=True)
-class MoeConfig:
+class MoeConfig(Section):
     balance: Literal["none", "aux_free", "seq_aux"] = "none"
-    bias_update_speed: float = 0.001  # aux_free: gamma, the bias step per optimizer step
-    seq_aux_alpha: float = 0.0001  # seq_aux: weight of the sequence-wise balance loss
+    bias_update_speed: PosFloat = 0.001  # aux_free: gamma, the bias step per optimizer step
+    seq_aux_alpha: NonNegFloat = 0.0001  # seq_aux: weight of the sequence-wise balance loss
     telemetry: bool = True  # per-layer expert load, balance and entropy metrics
-    telemetry_every: int = 10  # log routing metrics every N optimizer steps
+    telemetry_every: PosInt = 10  # log routing metrics every N optimizer steps
     train_router: bool = True  # full fine-tuning: update the router weights
     train_shared_experts: bool = True
     train_routed_experts: bool = True
     esft: Literal["none", "gate", "token"] = "none"  # expert-specialised tuning: score experts by gate or tokens
-    esft_top_p: float = 0.2  # ESFT: per layer, the fewest experts whose normalised score sum reaches this
-    esft_profile_rows: int = 128  # ESFT: training rows used to profile the base model's routing
+    esft_top_p: Annotated[Number, Field(gt=0, le=1)] = 0.2  # ESFT: per layer, the fewest experts reaching this share
+    esft_profile_rows: PosInt = 128  # ESFT: training rows used to profile the base model's routing
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    max_steps: int = -1  # -1: run `epochs` epochs
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 2e-4
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.0  # share of steps spent warming up the learning rate (< 1)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    max_length: int = 512
+class TrainConfig(Section):
+    max_steps: Annotated[int, AfterValidator(_steps)] = -1  # -1: run `epochs` epochs
+    epochs: PosFloat = 1.0
+    batch_size: PosInt = 8
+    grad_accum: PosInt = 1
+    lr: PosFloat = 2e-4
+    lr_scheduler: Literal[SCHEDULERS] = "cosine"
+    warmup_ratio: Share = 0.0  # share of steps spent warming up the learning rate
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: NonNegFloat = 1.0  # 0: no clipping
+    max_length: PosInt = 512
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool | None = None  # None: on for GPU, off for CPU
     packing: bool = False
     group_by_length: bool = True  # sft: batch rows of similar length together, so less compute goes to padding
     assistant_only_loss: bool = True
-    eval_steps: int = 20
-    logging_steps: int = 5
-    save_steps: int = 50
-    save_total_limit: int = 2
-    seed: int = 42
-    num_threads: int | None = None
-    deepspeed: str | None = None  # zero2 | zero3 | zero3_offload (recipes/deepspeed/) or a JSON path
-    output_dir: str | None = None  # default runs/<recipe>/<run-name>
+    eval_steps: PosInt = 20
+    logging_steps: PosInt = 5
+    save_steps: PosInt = 50
+    save_total_limit: PosInt = 2
+    seed: Seed = 42
+    num_threads: PosInt | None = None
+    deepspeed: OptText = None  # zero2 | zero3 | zero3_offload (recipes/deepspeed/) or a JSON path
+    output_dir: OptText = None  # default runs/<recipe>/<run-name>
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    suite: str | None = None  # a suite of evals/suites.yaml run before and after training
-    limit: int | None = None  # rows per task (overrides the suite's limits)
-    retention_suite: str | None = None  # general skills that must survive fine-tuning
-    retention_tolerance: float = 0.02  # largest allowed drop of any retention score (absolute)
-    batch_size: int = 8
+class EvalConfig(Section):
+    suite: Suite = None  # a suite of evals/suites.yaml run before and after training
+    limit: PosInt | None = None  # rows per task (overrides the suite's limits)
+    retention_suite: Suite = None  # general skills that must survive fine-tuning
+    retention_tolerance: NonNegFloat = 0.02  # largest allowed drop of any retention score (absolute)
+    batch_size: PosInt = 8
+    unsafe_weak_sandbox: bool = False  # run code tasks even where the sandbox is below its minimum isolation
 
 
-@dataclass(frozen=True)
-class TrackConfig:
-    experiment: str | None = None  # default: the recipe's name
-    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI or sqlite:///<project>/mlflow.db
-    run_name: str | None = None
+class TrackConfig(Section):
+    experiment: OptText = None  # default: the recipe's name
+    tracking_uri: OptText = None  # default: $MLFLOW_TRACKING_URI or sqlite:///<project>/mlflow.db
+    run_name: Annotated[OptText, AfterValidator(_folder)] = None  # also the output folder's name
     log_model: bool = True  # upload the adapter/model as a run artifact (else record its path)
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: Annotated[dict[Text, str], BeforeValidator(_tag_text)] = {}
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(Section):
     name: str
     path: str
     description: str = ""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    peft: PeftConfig = field(default_factory=PeftConfig)
-    moe: MoeConfig = field(default_factory=MoeConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    track: TrackConfig = field(default_factory=TrackConfig)
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    method: MethodConfig = MethodConfig()
+    peft: PeftConfig = PeftConfig()
+    moe: MoeConfig = MoeConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    track: TrackConfig = TrackConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return self.model_dump(mode="json")
+
+    @model_validator(mode="after")
+    def _cross_field(self):
+        for rule in CROSS_FIELD_RULES:
+            if problem := rule(self):
+                raise ValueError(problem)
+        return self
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Recipe) if dataclasses.is_dataclass(f.type)}
+SECTIONS = {name: field.annotation for name, field in Recipe.model_fields.items() if name not in ("name", "path", "description")}
+
+
+def _loss_type(r: Recipe):
+    allowed = LOSS_TYPES.get(r.method.name, ())
+    if r.method.loss_type is not None and r.method.loss_type not in allowed:
+        if not allowed:
+            return f"method.loss_type: {r.method.name} has no loss types; leave it null"
+        return f"method.loss_type: must be one of {', '.join(allowed)} for {r.method.name}, got '{r.method.loss_type}'"
+
+
+def _esft(r: Recipe):
+    if r.moe.esft == "none":
+        return None
+    if r.train.weight_decay > 0:
+        return "train.weight_decay: must be 0 with moe.esft (decay would move frozen experts)"
+    if r.peft.type != "none" and (tuple(r.peft.target_modules) != ("routed_experts",) or r.peft.modules_to_save):
+        return ("peft.target_modules: ESFT with LoRA adapts only the selected experts: set it to [routed_experts] "
+                "and leave peft.modules_to_save empty")
+
+
+def _deepspeed(r: Recipe):
+    if r.train.deepspeed:
+        from workbench.distributed import recipe_problem
+
+        return recipe_problem(r)
+
+
+CROSS_FIELD_RULES = (
+    _loss_type,
+    _deepspeed,
+    _esft,
+    lambda r: r.peft.type == "lora" and not r.peft.target_modules and "peft.target_modules: LoRA needs at least one target",
+    lambda r: r.method.reference == "model" and r.method.name not in ("dpo", "kto")
+    and "method.reference: only dpo and kto use a reference model",
+    lambda r: r.model.quantize != "none" and r.peft.type != "lora"
+    and "model.quantize: a quantized base trains adapters only: set peft.type: lora",
+    lambda r: r.train.packing and r.method.name != "sft" and f"train.packing: only sft packs sequences, not {r.method.name}",
+)
 
 
 def resolve_recipe_path(name_or_path: str) -> Path:
@@ -159,8 +255,9 @@ def resolve_recipe_path(name_or_path: str) -> Path:
         return candidate.resolve()
     found = sorted(recipes_dir().rglob(f"{name_or_path}.yaml"))
     if not found:
-        known = ", ".join(sorted(p.stem for p in recipes_dir().rglob("*.yaml"))) or "none"
-        raise WorkbenchError(f"unknown recipe '{name_or_path}': no recipes/{name_or_path}.yaml (known: {known})")
+        known = sorted(p.stem for p in recipes_dir().rglob("*.yaml"))
+        raise WorkbenchError(f"unknown recipe '{name_or_path}'{_close(name_or_path, known)}: no recipes/{name_or_path}.yaml "
+                             f"(known: {', '.join(known) or 'none'})")
     return found[0]
 
 
@@ -170,7 +267,10 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     label = _display(path)
     for item in overrides:
         _apply_override(raw, item, label)
-    return _build_recipe(raw, path, label)
+    try:
+        return Recipe.model_validate({**raw, "name": path.stem, "path": str(path)})
+    except ValidationError as exc:
+        raise WorkbenchError(f"{label}: {_describe(exc)}") from None
 
 
 def _display(path: Path) -> str:
@@ -180,29 +280,48 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+class _Loader(yaml.BaseLoader):
+    """Every scalar as text (the schema types it) or None; a key given twice in one mapping is an error."""
+
+    def construct_scalar(self, node):
+        value = super().construct_scalar(node)
+        return None if value in NULLS and node.style is None else value  # "null" in quotes stays text
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key) for key, _ in node.value]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice", node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(read_text(path, _display(path)), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise WorkbenchError(f"{_display(path)}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        raise WorkbenchError(f"{_display(path)}: the recipe is empty (write at least `extends: base.yaml`)")
     if not isinstance(data, dict):
-        raise WorkbenchError(f"{_display(path)}: a recipe must be a mapping of sections")
+        raise WorkbenchError(f"{_display(path)}: a recipe must be a mapping of sections, got a {type(data).__name__}")
     return data
 
 
 def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict:
     if path in seen:
-        raise WorkbenchError(f"{_display(path)}: extends: circular chain {' -> '.join(map(_display, seen))}")
+        raise WorkbenchError(f"{_display(path)}: extends: circular chain {' -> '.join(map(_display, seen + (path,)))}")
     data = _read_yaml(path)
     parent_ref = data.pop("extends", None)
     if parent_ref is None:
         return data
+    if not isinstance(parent_ref, str) or not parent_ref.strip():
+        raise WorkbenchError(f"{_display(path)}: extends: must name one recipe (a name or a path), got {parent_ref!r}")
     parent_path = path.parent / parent_ref
     if not parent_path.is_file():
         try:
-            parent_path = resolve_recipe_path(str(parent_ref))
+            parent_path = resolve_recipe_path(parent_ref)
         except WorkbenchError:
             raise WorkbenchError(f"{_display(path)}: extends: recipe '{parent_ref}' not found") from None
     return _merge(_read_with_extends(parent_path.resolve(), seen + (path,)), data)
@@ -211,179 +330,59 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict:
 def _merge(base: dict, top: dict) -> dict:
     merged = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
     return merged
 
 
 def _apply_override(raw: dict, item: str, label: str) -> None:
     key, sep, text = item.partition("=")
-    if not sep or not key:
+    parts = key.split(".")
+    if not sep or not all(parts):
         raise WorkbenchError(f"{label}: override '{item}': expected dotted.key=value")
     try:
-        value = yaml.safe_load(text) if text else None
+        value = yaml.load(text, Loader=_Loader) if text else None
     except yaml.YAMLError:
         value = text
-    parts = key.split(".")
     node = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise WorkbenchError(f"{label}: {key}: cannot override inside a non-mapping value")
+            raise WorkbenchError(f"{label}: {'.'.join(parts[:depth + 1])}: cannot override inside a non-mapping value")
     node[parts[-1]] = value
 
 
-def _build_recipe(raw: dict, path: Path, label: str) -> Recipe:
-    unknown = set(raw) - set(SECTIONS) - {"description"}
-    if unknown:
-        raise WorkbenchError(f"{label}: {sorted(unknown)[0]}: unknown section (known: {', '.join(SECTIONS)}, description)")
-    sections = {}
-    for name, cls in SECTIONS.items():
-        value = raw.get(name) or {}
-        if not isinstance(value, dict):
-            raise WorkbenchError(f"{label}: {name}: must be a mapping, got {type(value).__name__}")
-        sections[name] = _build_section(cls, value, name, label)
-    recipe = Recipe(name=path.stem, path=str(path), description=str(raw.get("description", "")), **sections)
-    check_recipe(recipe, label)
-    return recipe
+def _close(word: str, options) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _build_section(cls: type, values: dict, prefix: str, label: str):
-    hints = typing.get_type_hints(cls)
-    unknown = set(values) - set(hints)
-    if unknown:
-        key = sorted(unknown)[0]
-        raise WorkbenchError(f"{label}: {prefix}.{key}: unknown key (known: {', '.join(hints)})")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}", label) for k, v in values.items()}
-    return cls(**kwargs)
+BOUNDS = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}", "less_than_equal": "<= {le}"}
+KINDS = {"int": "an integer", "float": "a number", "finite": "a finite number", "bool": "true or false", "string": "text",
+         "tuple": "a list", "list": "a list", "dict": "a mapping", "model": "a mapping"}
 
 
-def _coerce(value: Any, hint: Any, key: str, label: str) -> Any:
-    """Check `value` against a type hint; convert lists to tuples and ints to floats."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, key, label)
-            except WorkbenchError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin is Literal:
-        if value not in args:
-            raise WorkbenchError(f"{label}: {key}: must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise WorkbenchError(f"{label}: {key}: must be a list, got {type(value).__name__} {value!r}")
-        return tuple(_coerce(v, args[0], f"{key}[{i}]", label) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise WorkbenchError(f"{label}: {key}: must be a mapping, got {type(value).__name__}")
-        return {str(k): str(v) for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads `2e-4` as a string
-        except ValueError:
-            pass
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise WorkbenchError(f"{label}: {key}: must be {hint.__name__}, got {type(value).__name__} {value!r}")
-    return value
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors()
+    error, more = errors[0], len(errors) - 1
+    loc = [str(p) for p in error["loc"]]
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+    extra = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    if error["type"] == "value_error":
+        return f"{key}{': ' if key else ''}{error['ctx']['error']}{extra}"
+    if error["type"] == "extra_forbidden":
+        known = list(SECTIONS) + ["description"] if len(loc) == 1 else list(SECTIONS[loc[0]].model_fields)
+        what = "section" if len(loc) == 1 else "key"
+        return f"{key}: unknown {what}{_close(loc[-1], known)} (known: {', '.join(known)}){extra}"
+    if error["type"] == "literal_error":
+        options = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{key}: must be one of {options}, got {_shown(error['input'])}{_close(error['input'], options.split(', '))}{extra}"
+    kind = error["type"].split("_")[0]
+    message = ("must be " + BOUNDS[error["type"]].format(**{k: f"{v:g}" if isinstance(v, float) else v
+                                                                for k, v in error["ctx"].items()})
+               if error["type"] in BOUNDS else "must not be empty" if error["type"] == "string_too_short"
+               else f"must be {KINDS[kind]}" if kind in KINDS else error["msg"])
+    return f"{key}: {message}, got {_shown(error['input'])}{extra}"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1}} -> {"train.lr": 1}, for MLflow params."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-POSITIVE = ("train.lr", "train.batch_size", "train.grad_accum", "train.max_length", "train.eval_steps",
-            "train.logging_steps", "train.save_steps", "train.epochs", "peft.r", "peft.alpha", "method.beta",
-            "moe.bias_update_speed", "moe.telemetry_every", "moe.esft_profile_rows")
-NON_NEGATIVE = ("train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "peft.dropout",
-                "data.eval_fraction", "method.desirable_weight", "method.undesirable_weight", "moe.seq_aux_alpha",
-                "eval.retention_tolerance")
-
-
-def check_recipe(recipe: Recipe, label: str) -> None:
-    """Value ranges and cross-field rules; each failure names the dotted key."""
-    flat = flatten(recipe.to_dict())
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise WorkbenchError(f"{label}: {key}: must be > 0, got {flat[key]}")
-    for key in NON_NEGATIVE:
-        if flat[key] < 0:
-            raise WorkbenchError(f"{label}: {key}: must be >= 0, got {flat[key]}")
-    if not recipe.train.warmup_ratio < 1:
-        raise WorkbenchError(f"{label}: train.warmup_ratio: must be < 1, got {recipe.train.warmup_ratio}")
-    if not recipe.data.eval_fraction < 1:
-        raise WorkbenchError(f"{label}: data.eval_fraction: must be < 1, got {recipe.data.eval_fraction}")
-    if recipe.train.max_steps == 0 or recipe.train.max_steps < -1:
-        raise WorkbenchError(f"{label}: train.max_steps: must be -1 (use epochs) or > 0, got {recipe.train.max_steps}")
-    if recipe.peft.type == "lora" and not recipe.peft.target_modules:
-        raise WorkbenchError(f"{label}: peft.target_modules: LoRA needs at least one target")
-    if recipe.method.reference == "model" and recipe.method.name not in ("dpo", "kto"):
-        raise WorkbenchError(f"{label}: method.reference: only dpo and kto use a reference model")
-    for key in ("suite", "retention_suite"):
-        suite = getattr(recipe.eval, key)
-        if suite is not None:
-            from workbench.eval_tasks import suite_names  # reads evals/suites.yaml only
-
-            if suite not in suite_names():
-                raise WorkbenchError(f"{label}: eval.{key}: unknown suite '{suite}' (known: {', '.join(suite_names())})")
-    if recipe.eval.limit is not None and recipe.eval.limit <= 0:
-        raise WorkbenchError(f"{label}: eval.limit: must be > 0, got {recipe.eval.limit}")
-    if recipe.moe.esft != "none" and not 0 < recipe.moe.esft_top_p <= 1:
-        raise WorkbenchError(f"{label}: moe.esft_top_p: must be in (0, 1], got {recipe.moe.esft_top_p}")
-    if recipe.moe.esft != "none" and recipe.train.weight_decay > 0:
-        raise WorkbenchError(f"{label}: train.weight_decay: must be 0 with moe.esft (decay would move frozen experts)")
-    if recipe.moe.esft != "none" and recipe.peft.type != "none" and (
-            tuple(recipe.peft.target_modules) != ("routed_experts",) or recipe.peft.modules_to_save):
-        raise WorkbenchError(f"{label}: peft.target_modules: ESFT with LoRA adapts only the selected experts: "
-                             "set it to [routed_experts] and leave peft.modules_to_save empty")
-    if recipe.model.quantize != "none" and recipe.peft.type != "lora":
-        raise WorkbenchError(f"{label}: model.quantize: a quantized base trains adapters only: set peft.type: lora")
-    if recipe.train.deepspeed:
-        _check_deepspeed(recipe, label)
-    if recipe.train.packing and recipe.method.name != "sft":
-        raise WorkbenchError(f"{label}: train.packing: only sft packs sequences, not {recipe.method.name}")
-
-
-def _check_deepspeed(recipe: Recipe, label: str) -> None:
-    from workbench import distributed
-
-    config = distributed.load_config(recipe.train.deepspeed)
-    distributed.check_consistency(recipe, config, distributed.world_size(), label)
-    if distributed.zero_stage(config) != 3:
-        return
-    if recipe.model.quantize != "none":
-        raise WorkbenchError(f"{label}: model.quantize: 4/8-bit weights cannot be partitioned by ZeRO-3; "
-                             "use zero2 or model.quantize: none")
-    if recipe.moe.esft != "none" and recipe.peft.type == "none":
-        raise WorkbenchError(f"{label}: moe.esft: full ESFT masks expert gradients, which ZeRO-3 partitions; "
-                             "use zero2 or ESFT with LoRA (peft.type: lora)")
-    if recipe.method.reference == "model" and recipe.method.name in ("dpo", "kto"):
-        raise WorkbenchError(f"{label}: method.reference: a frozen reference copy is not partitioned under ZeRO-3; "
-                             "use method.reference: adapter with LoRA, or zero2")
+def _shown(value) -> str:
+    return "null" if value is None else str(value) if isinstance(value, (str, int, float)) else repr(value)

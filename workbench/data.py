@@ -50,18 +50,24 @@ def load_dataset(cfg, method: str) -> Splits:
 
 
 def _read(ref: str, split: str, key: str) -> tuple[list[dict], str, str]:
-    path = Path(ref) if Path(ref).is_absolute() else project_root() / ref
+    path = Path(ref).expanduser()
+    path = path if path.is_absolute() else project_root() / path
     if path.suffix in LOCAL_SUFFIXES or path.exists():
         if not path.is_file():
             raise WorkbenchError(f"{key}: file not found: {ref}")
+        if path.suffix not in LOCAL_SUFFIXES:
+            raise WorkbenchError(f"{key}: {ref}: unsupported file type '{path.suffix}' (use {', '.join(LOCAL_SUFFIXES)})")
         return _read_local(path, ref), ref, hashlib.sha256(path.read_bytes()).hexdigest()
     return _read_hub(ref, split, key)
 
 
 def _read_local(path: Path, label: str) -> list[dict]:
+    from workbench.files import read_text
+
+    text = read_text(path, label) if path.suffix != ".parquet" else None
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -35,9 +35,11 @@ def config_path(name: str) -> Path:
 
 
 def load_config(name: str) -> dict:
+    from workbench.files import read_text
+
     path = config_path(name)
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise WorkbenchError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(config, dict):
@@ -105,20 +107,48 @@ def _set(config: dict, dotted: str, value) -> None:
     node[leaf] = value
 
 
-def check_consistency(recipe, config: dict, world: int, label: str) -> None:
+def check_consistency(recipe, config: dict, world: int, label: str | None) -> None:
     """A value the config sets explicitly must equal the recipe's; "auto" or absent always agrees."""
+    where = f"{label}: " if label else ""
     for key, (want, source) in expected_values(recipe, world).items():
         have = _get(config, key)
         if have is None or have == "auto":
             continue
-        same = [float(x) for x in have] == [float(x) for x in want] if isinstance(want, list) else (
-            bool(have) == want if isinstance(want, bool) else float(have) == float(want))
-        if not same:
-            raise WorkbenchError(f"{label}: train.deepspeed: {key} is {have} in {config_path(recipe.train.deepspeed).name} "
+        if not _same(have, want):
+            raise WorkbenchError(f"{where}train.deepspeed: {key} is {have} in {config_path(recipe.train.deepspeed).name} "
                                  f"but {source} gives {want}; set it to \"auto\" or make them agree")
     if _get(config, "scheduler") is not None:
-        raise WorkbenchError(f"{label}: train.deepspeed: remove the 'scheduler' section; the schedule comes from "
+        raise WorkbenchError(f"{where}train.deepspeed: remove the 'scheduler' section; the schedule comes from "
                              "train.lr_scheduler and train.warmup_ratio")
+
+
+def _same(have, want) -> bool:
+    try:
+        if isinstance(want, list):
+            return [float(x) for x in have] == [float(x) for x in want]
+        return have == want if isinstance(want, bool) else float(have) == float(want)
+    except (TypeError, ValueError):  # "eight", [1, 2] where a number belongs: it cannot agree
+        return False
+
+
+def recipe_problem(recipe) -> str | None:
+    """What the recipe's DeepSpeed set-up cannot do, as `dotted.key: why`, or None (a recipe validator)."""
+    try:
+        config = load_config(recipe.train.deepspeed)
+        check_consistency(recipe, config, world_size(), label=None)
+    except WorkbenchError as exc:
+        return str(exc)
+    if zero_stage(config) != 3:
+        return None
+    if recipe.model.quantize != "none":
+        return "model.quantize: 4/8-bit weights cannot be partitioned by ZeRO-3; use zero2 or model.quantize: none"
+    if recipe.moe.esft != "none" and recipe.peft.type == "none":
+        return ("moe.esft: full ESFT masks expert gradients, which ZeRO-3 partitions; "
+                "use zero2 or ESFT with LoRA (peft.type: lora)")
+    if recipe.method.reference == "model" and recipe.method.name in ("dpo", "kto"):
+        return ("method.reference: a frozen reference copy is not partitioned under ZeRO-3; "
+                "use method.reference: adapter with LoRA, or zero2")
+    return None
 
 
 def resolved_config(recipe, hidden_size: int | None = None, world: int | None = None) -> dict:

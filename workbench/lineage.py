@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.model import FINAL_MODEL_INFO
+from workbench.paths import FINAL_MODEL_INFO
 
 
 def find_run(ref: str):

@@ -30,11 +30,11 @@ def v5_target_names(model):
             conversion._MODEL_TO_CONVERSION_PATTERN[model_type] = saved
 
 
-def lora_config(cfg, model):
+def lora_config(cfg, model, quiet: bool = False):
     from peft import LoraConfig
 
     spec = resolve_targets(model, list(cfg.target_modules))
-    for notice in spec.notices:
+    for notice in spec.notices if not quiet else ():
         print(f"notice: peft.target_modules: {notice}")
     config = LoraConfig(
         r=cfg.r,
@@ -48,13 +48,13 @@ def lora_config(cfg, model):
     return config, spec
 
 
-def wrap(model, cfg):
+def wrap(model, cfg, quiet: bool = False):
     """(PeftModel, adapters per group); raises when a requested group got no adapter."""
     if cfg.type == "none":
         return model, {}
     from peft import get_peft_model
 
-    config, spec = lora_config(cfg, model)
+    config, spec = lora_config(cfg, model, quiet)
     with v5_target_names(model):
         wrapped = get_peft_model(model, config)
     report = classify_adapters(wrapped)

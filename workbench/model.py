@@ -14,9 +14,7 @@ import os
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.paths import cache_dir, project_root
-
-FINAL_MODEL_INFO = "workbench_model.json"  # written next to a run's final adapter/model
+from workbench.paths import FINAL_MODEL_INFO, cache_dir, project_root
 
 
 def deepseek_v3_tiny():
@@ -121,17 +119,63 @@ def check_loadable(cfg, source: str):
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise WorkbenchError("model.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'") from None
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError):
-        return None
-    if is_fp8(config):
+    config = read_config(source, cfg)
+    if config is not None and is_fp8(config):
         raise WorkbenchError(f"model.name: '{cfg.name}' holds FP8 weights (DeepSeek-V3's published format), which "
                              "cannot be fine-tuned; convert them to BF16 (DeepSeek-V3's inference/fp8_cast_bf16.py) "
                              "and set model.name to that directory")
     return config
+
+
+def read_config(source: str, cfg):
+    """The model's config; a local config.json that is broken is a one-line error naming the file. None for a
+    hub id whose config cannot be fetched here (from_pretrained then reports it with the model's name)."""
+    from transformers import AutoConfig
+
+    local = Path(source) / "config.json"
+    if Path(source).is_dir():
+        from workbench.files import read_text
+
+        if not local.is_file():
+            raise WorkbenchError(f"model.name: {source} holds no config.json (not a model directory)")
+        try:
+            json.loads(read_text(local))
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{local}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    try:
+        return AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if Path(source).is_dir():
+            raise WorkbenchError(f"{local}: transformers cannot read it: {str(exc).splitlines()[0]}") from None
+        return None
+
+
+def final_info(path: Path) -> tuple[object, bool]:
+    """(ModelConfig of the base, whether `path` holds an adapter) from a run's final dir."""
+    from pydantic import ValidationError
+
+    from workbench.config import ModelConfig
+    from workbench.files import read_text
+
+    where = path / FINAL_MODEL_INFO
+    try:
+        info = json.loads(read_text(where))
+        return ModelConfig(**info["base_model"]), bool(info["adapter"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as exc:
+        raise WorkbenchError(f"{where}: not a run's model description ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0]})") from None
+
+
+def final_config(path: Path):
+    """The architecture config of a run's final weights: its own config.json, or its base model's for an adapter."""
+    base_cfg, adapter = final_info(path)
+    if not adapter:
+        return read_config(str(path), base_cfg)
+    if base_cfg.from_run:
+        from workbench.lineage import run_output
+
+        return final_config(run_output(base_cfg.from_run))
+    return read_config(resolve_source(base_cfg.name, base_cfg.seed), base_cfg)
 
 
 def _bnb_config(quantize: str):
@@ -213,12 +257,10 @@ def load_final(path: Path):
 
 def load_unmerged(path: Path):
     """A run's final model as trained: base + PEFT adapter (not merged), or the full model."""
-    from workbench.config import ModelConfig
-    from workbench.moe.patch import load_router_bias
+    from workbench.moe.bias import load_router_bias
 
-    info = json.loads((path / FINAL_MODEL_INFO).read_text())
-    base_cfg = ModelConfig(**info["base_model"])
-    if not info["adapter"]:
+    base_cfg, adapter = final_info(path)
+    if not adapter:
         model, tokenizer = _from_pretrained(str(path), base_cfg)
     else:
         from transformers import AutoTokenizer

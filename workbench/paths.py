@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+FINAL_MODEL_INFO = "workbench_model.json"  # written next to a run's final adapter/model: how to rebuild it
 
 
 def project_root() -> Path:

@@ -52,7 +52,8 @@ class Run:
         if main:
             self.trainer.processing_class.save_pretrained(str(final_dir))
             write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
-            from workbench.moe.patch import save_expert_patch, save_router_bias
+            from workbench.moe.bias import save_router_bias
+            from workbench.moe.patch import save_expert_patch
 
             save_router_bias(self.trainer.model, final_dir)
             if self.esft_selection:
@@ -147,9 +148,9 @@ def build(recipe, resume: bool = False) -> Run:
     import torch
     from transformers import set_seed
 
-    from workbench.data import load_dataset
-    from workbench.model import check_loadable, load_model, resolve_source
-    from workbench.track import tracker, tracking_uri
+    from workbench.model import load_model
+    from workbench.preflight import preflight
+    from workbench.track import tracker
 
     if recipe.train.num_threads:
         torch.set_num_threads(recipe.train.num_threads)
@@ -167,19 +168,13 @@ def build(recipe, resume: bool = False) -> Run:
             raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
                                  "`make finetune GPUS=N` does this for you")
         output_dir, run_id, checkpoint = _new_output_dir(recipe), None, None
-    # Bad data or an unreachable model fail here, before a run is opened in MLflow.
-    splits = load_dataset(recipe.data, recipe.method.name)
-    base_model = _pinned(recipe)
-    source = None if base_model.from_run else resolve_source(base_model.name, base_model.seed)
-    model_config = check_loadable(base_model, source) if source is not None else None
+    # Everything `workbench validate` checks fails here, before a run is opened in MLflow.
+    main = dist is None or dist.is_main_process()
+    checked = preflight(recipe, output_dir=output_dir if main else None, resume=resume)
+    splits, base_model = checked.splits, checked.base_model
     if dist:
-        ds_config, keepalive = _deepspeed_config(recipe, model_config)
-    if dist and not dist.is_main_process():
-        from workbench.track import NullTracker
-
-        track = NullTracker()
-    else:
-        track = tracker(recipe, run_name=output_dir.name, run_id=run_id)
+        ds_config, keepalive = _deepspeed_config(recipe, checked.model_config)
+    track = tracker(recipe, run_name=output_dir.name, run_id=run_id) if main else _null_tracker()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         track.log_start(recipe, splits, output_dir)
@@ -195,8 +190,14 @@ def build(recipe, resume: bool = False) -> Run:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track,
-               base_model=dict(base_model.__dict__), resume_from=checkpoint, moe=moe, esft_selection=selection,
+               base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
+
+
+def _null_tracker():
+    from workbench.track import NullTracker
+
+    return NullTracker()
 
 
 def _deepspeed_config(recipe, model_config):
@@ -209,7 +210,10 @@ def _deepspeed_config(recipe, model_config):
     config = dist.resolved_config(recipe, hidden_size=hidden)
     dist.validate(config)
     keepalive = None
-    if dist.zero_stage(config) == 3 and hidden is not None:
+    if dist.zero_stage(config) == 3 and hidden is None:
+        raise WorkbenchError("train.deepspeed: ZeRO-3 partitions the model while it loads (zero.Init) and needs its "
+                             "hidden size, but this model's config could not be read here; download it, or use zero2")
+    if dist.zero_stage(config) == 3:
         from transformers.integrations import HfDeepSpeedConfig
 
         dist.init_process_group()  # zero.Init partitions across the real world size
@@ -257,19 +261,3 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
                                                            callbacks, reference=reference, deepspeed=ds_config)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir)
     return trainer, moe, selection
-
-
-def _pinned(recipe):
-    """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
-    if not recipe.model.from_run:
-        return recipe.model
-    import dataclasses
-
-    import mlflow
-
-    from workbench.lineage import find_run
-    from workbench.track import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(recipe))
-    run_id = find_run(recipe.model.from_run).info.run_id
-    return dataclasses.replace(recipe.model, from_run=run_id)

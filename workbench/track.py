@@ -18,7 +18,6 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from workbench.config import flatten
 from workbench.paths import default_tracking_uri, project_root
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "deepspeed", "mlflow")
@@ -28,6 +27,18 @@ def metric_name(key: str) -> str:
     """`eval_rewards/accuracies` -> `eval/rewards/accuracies`; characters MLflow rejects become `_`."""
     name = f"eval/{key[5:]}" if key.startswith("eval_") else f"train/{key}"
     return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}, for MLflow params."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def git_commit() -> str:

@@ -68,5 +68,11 @@ def test_guide_names_map_with_a_notice(fresh, capsys):
 
 
 def test_unknown_target_names_itself(fresh):
+    from pydantic import ValidationError
+
+    from workbench.moe.targets import resolve_targets
+
+    with pytest.raises(ValidationError, match="unknown target 'c_attn'"):  # the recipe schema refuses it first
+        PeftConfig(type="lora", target_modules=("c_attn",))
     with pytest.raises(WorkbenchError, match="peft.target_modules: 'c_attn' is not a DeepSeek-V3 target"):
-        wrap(fresh, PeftConfig(type="lora", target_modules=("c_attn",)))
+        resolve_targets(fresh, ["c_attn"])

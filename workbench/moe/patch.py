@@ -33,43 +33,11 @@ def apply_patch(patch_dir: Path):
     from safetensors.torch import load_file
 
     from workbench.config import ModelConfig
+    from workbench.files import read_text
     from workbench.model import load_model
     from workbench.moe.control import apply_expert_patch
 
-    info = json.loads((patch_dir / PATCH_INFO).read_text())
+    info = json.loads(read_text(patch_dir / PATCH_INFO))
     model, tokenizer = load_model(ModelConfig(**info["base_model"]))
     apply_expert_patch(model, load_file(str(patch_dir / PATCH_WEIGHTS)))
     return model, tokenizer
-
-
-ROUTER_BIAS = "router_bias.safetensors"
-
-
-def save_router_bias(model, target: Path) -> Path | None:
-    """The routers' e_score_correction_bias (fp32). A LoRA adapter does not hold buffers, so an aux-free
-    balanced LoRA run would otherwise lose its balancing when the adapter is reloaded."""
-    from safetensors.torch import save_file
-
-    from workbench.moe.routing import find_routers
-
-    routers = find_routers(model)
-    if not routers:
-        return None
-    tensors = {f"model.layers.{layer}.mlp.gate.e_score_correction_bias": r.e_score_correction_bias.detach().float().cpu()
-               for layer, r in routers}
-    save_file(tensors, str(target / ROUTER_BIAS))
-    return target / ROUTER_BIAS
-
-
-def load_router_bias(model, source: Path) -> bool:
-    from safetensors.torch import load_file
-
-    from workbench.moe.routing import find_routers
-
-    if not (source / ROUTER_BIAS).is_file():
-        return False
-    tensors = load_file(str(source / ROUTER_BIAS))
-    for layer, router in find_routers(model):
-        router.e_score_correction_bias.data = tensors[f"model.layers.{layer}.mlp.gate.e_score_correction_bias"].to(
-            router.e_score_correction_bias.device)
-    return True

@@ -23,6 +23,11 @@ ALIASES = {"k_proj": "kv_b_proj", "v_proj": "kv_b_proj", "gate_proj": "mlp", "up
            "all-linear": "all"}
 
 
+def known_targets() -> tuple[str, ...]:
+    """Every name `peft.target_modules` accepts: presets, `all`, MLA projection names and mapped aliases."""
+    return PRESETS + ("all",) + ATTENTION + tuple(ALIASES)
+
+
 @dataclass
 class TargetSpec:
     presets: set[str] = field(default_factory=set)  # whole groups

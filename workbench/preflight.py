@@ -1,0 +1,170 @@
+"""Everything `finetune` would reject, checked before anything starts; `workbench validate` runs exactly this.
+
+    from workbench.preflight import preflight
+    checked = preflight(recipe)        # data splits, the pinned base model, its config, architecture facts
+    workbench validate legal           # the same from the command line
+
+After the schema (workbench.config), this reads what the recipe points at: the data (every row), the
+tracking store, the output folder, the base model's config (a broken config.json is a one-line error naming
+the file; `model.from_run` reads the base run's own config), then builds the architecture on PyTorch's meta
+device (no weights) at reduced depth and resolves LoRA targets, `modules_to_save`, MoE settings and the
+attention implementation against it. `run.build` calls it before an MLflow run is opened, so no run is ever
+opened for a recipe `validate` would reject.
+"""
+
+import json
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from workbench.errors import WorkbenchError
+
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+
+
+@dataclass
+class Checked:
+    splits: object  # workbench.data.Splits
+    base_model: object  # ModelConfig, with `from_run` pinned to a run id
+    source: str | None  # what from_pretrained loads (None: the base run's final weights)
+    model_config: object | None  # transformers config; None for a hub id this machine cannot read
+    facts: dict = field(default_factory=dict)  # what the meta-device build found: layers, experts, adapters
+
+
+def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> Checked:
+    from workbench.data import load_dataset
+    from workbench.model import check_loadable, final_config, resolve_source
+
+    check_tracking(recipe)
+    if output_dir is not None and not resume:
+        check_output_dir(output_dir)
+    splits = load_dataset(recipe.data, recipe.method.name)
+    base_model = pinned_model(recipe)
+    if base_model.from_run:
+        from workbench.lineage import run_output
+
+        source, config = None, final_config(run_output(base_model.from_run))
+    else:
+        source = resolve_source(base_model.name, base_model.seed)
+        config = check_loadable(base_model, source)
+    facts = check_architecture(recipe, config) if config is not None else {}
+    return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts)
+
+
+def pinned_model(recipe):
+    """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
+    if not recipe.model.from_run:
+        return recipe.model
+    import mlflow
+
+    from workbench.lineage import find_run
+    from workbench.track import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(recipe))
+    return recipe.model.model_copy(update={"from_run": find_run(recipe.model.from_run).info.run_id})
+
+
+def check_tracking(recipe) -> None:
+    """The store must be one MLflow can open from here: a sqlite file in an existing folder, a server that
+    answers, a database whose driver is installed."""
+    from workbench.track import tracking_uri
+
+    uri = tracking_uri(recipe)
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:
+        raise WorkbenchError(f"track.tracking_uri: '{uri}' has an unknown scheme '{scheme}' "
+                             f"(MLflow stores: {', '.join(TRACKING_SCHEMES)}, or a folder)")
+    if scheme == "sqlite":
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise WorkbenchError(f"track.tracking_uri: the folder of the sqlite store does not exist: {folder}")
+    elif scheme in ("http", "https"):
+        try:
+            socket.create_connection((parsed.hostname, parsed.port or (443 if scheme == "https" else 80)), timeout=5).close()
+        except OSError as exc:
+            raise WorkbenchError(f"track.tracking_uri: cannot reach the MLflow server {uri}: {exc.strerror or exc}") from None
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(uri).get_dialect().import_dbapi()
+        except Exception as exc:  # the URL is malformed or its database driver is not installed
+            raise WorkbenchError(f"track.tracking_uri: cannot use {scheme} here: {str(exc).splitlines()[0]}") from None
+
+
+def check_output_dir(path: Path) -> None:
+    """A new run never writes into a folder that holds another run's work (that would be lost)."""
+    info = path / "run.json"
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"train.output_dir: {path} exists and is not a folder")
+    if info.is_file():
+        state = json.loads(info.read_text()).get("state", "finished")
+        hint = "continue it with --resume" if state != "finished" else "choose another train.output_dir"
+        raise WorkbenchError(f"train.output_dir: {path} already holds a {state} run; {hint}")
+
+
+def check_architecture(recipe, config) -> dict:
+    """Build the architecture on the meta device (the dense layers + one MoE layer) and resolve the recipe's
+    LoRA, MoE and attention settings against it. Returns what it found."""
+    import warnings
+
+    from workbench.moe.routing import find_routers
+
+    with warnings.catch_warnings():  # library deprecation notices about a throwaway meta model
+        warnings.simplefilter("ignore", FutureWarning)
+        return _resolve_against(recipe, config, find_routers)
+
+
+def _resolve_against(recipe, config, find_routers) -> dict:
+    model = _meta_model(recipe, config)
+    routers = find_routers(model)
+    moe_keys = {"moe.balance": recipe.moe.balance != "none", "moe.esft": recipe.moe.esft != "none",
+                "moe.train_router": not recipe.moe.train_router,
+                "moe.train_shared_experts": not recipe.moe.train_shared_experts,
+                "moe.train_routed_experts": not recipe.moe.train_routed_experts}
+    needs_routers = [key for key, used in moe_keys.items() if used]
+    if needs_routers and not routers:
+        raise WorkbenchError(f"{needs_routers[0]}: needs DeepSeek-V3 routers (sigmoid scores with a correction bias); "
+                             f"this {config.model_type} model has none")
+    facts = {"model_type": config.model_type, "moe_layers_built": len(routers),
+             "routed_experts": routers[0][1].e_score_correction_bias.numel() if routers else 0}
+    if recipe.peft.type == "lora":
+        _check_modules_to_save(model, recipe.peft.modules_to_save)
+        from workbench.lora import wrap
+
+        facts["adapters"] = wrap(model, recipe.peft, quiet=True)[1]
+    return facts
+
+
+def _meta_model(recipe, config):
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(config)
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config
+    dense = getattr(config, "first_k_dense_replace", None)
+    if dense is not None and getattr(config, "num_hidden_layers", 0) > dense + 1:
+        config.num_hidden_layers = dense + 1  # every kind of layer once: enough to resolve targets, and fast
+    kwargs = {"trust_remote_code": recipe.model.trust_remote_code}
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, **kwargs)
+    except (ImportError, ValueError) as exc:
+        key = "model.attn_implementation" if recipe.model.attn_implementation else "model.name"
+        raise WorkbenchError(f"{key}: transformers cannot build this model here: {str(exc).splitlines()[0]}") from None
+
+
+def _check_modules_to_save(model, names) -> None:
+    modules = [name for name, _ in model.named_modules()]
+    for i, name in enumerate(names):
+        if not any(m == name or m.endswith(f".{name}") for m in modules):
+            leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if m and not m.rsplit(".", 1)[-1].isdigit()})
+            raise WorkbenchError(f"peft.modules_to_save[{i}]: no module named '{name}' in this model "
+                                 f"(module names: {', '.join(leaves)})")
