@@ -1912,12 +1912,6 @@ MC_CASES = [
     ("A losing party believes the trial judge applied the wrong legal rule. What does an appeal mainly review?",
      "Legal errors shown in the trial record",
      ["New witnesses the losing side brings", "Whether the jury was friendly", "The whole case heard again from scratch"]),
-    ("A witness at a deposition truly cannot remember the date of a meeting. What should the witness do?",
-     "Say that they do not remember rather than guess",
-     ["Guess the most likely date", "Refuse to answer any more questions", "Let the other side's lawyer choose a date for the record"]),
-    ("A person just served with a civil complaint wants to protect their position. Which step is the wisest to take first?",
-     "Find the response deadline and get legal advice quickly",
-     ["Ignore the papers until a trial date arrives in the mail", "Delete emails that relate to the dispute", "Wait to see if the plaintiff gives up"]),
     # torts
     ("A grocery clerk sees broken glass on the floor and leaves it there for an hour without warning anyone. A shopper is cut. What is the shopper's most likely claim?",
      "Negligence", ["Defamation", "Adverse possession", "Accord and satisfaction"]),
@@ -1927,9 +1921,6 @@ MC_CASES = [
      "Vicarious liability", ["Res judicata", "Novation", "Escrow"]),
     ("A company blasting rock with explosives damages a nearby house despite taking every precaution. Under what rule may it be liable anyway?",
      "Strict liability", ["Comparative negligence", "Mediation", "Stare decisis"]),
-    ("A driver's careless bump in a parking lot sets off a chain of rare events that ends in a fire at a factory miles away. Why is the driver likely not liable for the fire?",
-     "The fire was too remote a result of the bump",
-     ["Drivers owe nobody any duty of care", "Fires always count as force majeure", "The factory never signed a contract with the driver"]),
     # property and relationships
     ("A homeowner has a recorded right to drive across a strip of a neighbor's land to reach the road. What is this right?",
      "An easement", ["A lease", "A lien", "A subpoena"]),
