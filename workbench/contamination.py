@@ -66,10 +66,14 @@ def _janitor():
     return janitor
 
 
+@cache
+def _normaliser(n: int):
+    return _janitor().Janitor(ngram_n=n).normalize_string
+
+
 def ngrams(text: str, n: int = DEFAULT_NGRAM) -> Iterator[str]:
     """Word n-grams of `text` under lm-eval's normalisation (Janitor.normalize_string, then word_ngrams)."""
-    janitor = _janitor()
-    return janitor.word_ngrams(janitor.Janitor(ngram_n=n).normalize_string(text), n)
+    return _janitor().word_ngrams(_normaliser(n)(text), n)
 
 
 def row_text(value) -> str:
@@ -140,7 +144,8 @@ def read_rows(path: str | Path) -> list[tuple[int, object]]:
     return _json_lines(text, label)
 
 
-def train_ngram_index(train_paths: Iterable[str | Path], n: int = DEFAULT_NGRAM) -> tuple[dict[str, tuple[str, int]], int]:
+def train_ngram_index(train_paths: Iterable[str | Path],
+                      n: int = DEFAULT_NGRAM) -> tuple[dict[str, tuple[str, int]], int]:
     """({n-gram: (file, row) of its first occurrence}, rows read) over the training files."""
     index, rows = {}, 0
     for path in train_paths:

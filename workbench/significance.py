@@ -67,7 +67,8 @@ def sign_test(before: Sequence, after: Sequence) -> SignTest:
                     _binomial_two_sided(improved, improved + worsened))
 
 
-def per_doc_scores(samples: Sequence[Mapping], metric: str = "acc_mutual_info", filter_name: str = "none") -> dict[int, float]:
+def per_doc_scores(samples: Sequence[Mapping], metric: str = "acc_mutual_info",
+                   filter_name: str = "none") -> dict[int, float]:
     """{doc_id: the metric's value} from lm-eval's logged samples (one record per document and filter)."""
     scores = {}
     for record in samples:
@@ -75,7 +76,8 @@ def per_doc_scores(samples: Sequence[Mapping], metric: str = "acc_mutual_info", 
             continue
         if metric not in record:
             known = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and k != "doc_id")
-            raise WorkbenchError(f"sign test: the samples carry no per-document '{metric}'; they have: {', '.join(known)}")
+            raise WorkbenchError(f"sign test: the samples carry no per-document '{metric}'; "
+                                 f"they have: {', '.join(known)}")
         scores[int(record["doc_id"])] = record[metric]
     if not scores:
         raise WorkbenchError(f"sign test: no samples with filter '{filter_name}'")
