@@ -10,6 +10,8 @@ os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["stores"]  # tests/stores.py: a session PostgreSQL server, migrated MLflow stores
+
 
 @pytest.fixture
 def isolated(tmp_path):

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=8)
     schedule = sub.add_parser("schedule", help="evaluate finished runs that lack a suite's results, on a schedule")
     schedule.add_argument("--suite", required=True, help="suite name in evals/suites.yaml")
-    when = schedule.add_mutually_exclusive_group(required=True)
+    when = schedule.add_mutually_exclusive_group()  # one of them, unless --reset alone
     when.add_argument("--every", type=float, metavar="SECONDS", help="a tick every SECONDS")
     when.add_argument("--cron", metavar="EXPR", help="ticks on a cron expression, e.g. '*/30 * * * *'")
     when.add_argument("--once", action="store_true", help="one tick now, then exit (for cron / Kubernetes)")
@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--claims-db", help="claims database: SQLAlchemy URL or sqlite path "
                           "(default: $WORKBENCH_CLAIMS_DB, else next to a sqlite tracking store)")
     schedule.add_argument("--batch-size", type=int, default=8)
+    schedule.add_argument("--reset", metavar="RUN_ID|all", help="put a given-up run (id or its first 8 digits; or "
+                          "all of them) back in the queue; alone it then exits, with --once/--every/--cron it ticks on")
+    schedule.add_argument("--store-retry", type=float, default=300, metavar="SECONDS",
+                          help="ride out a tracking-store / claims-database outage this long before a tick stops")
+    schedule.add_argument("--unsafe-weak-sandbox", action="store_true",
+                          help="run code tasks even under a sandbox below the minimum isolation (unsafe)")
     estimate = sub.add_parser("estimate", help="memory per GPU and host for a recipe (no weights needed)")
     estimate.add_argument("recipe")
     estimate.add_argument("overrides", nargs="*")
@@ -143,13 +149,18 @@ def cmd_schedule(args) -> int:
     from workbench.schedule import ScheduleConfig, run_schedule
 
     check_suite(args.suite, "local", args.limit)
+    if not (args.every is not None or args.cron or args.once or args.reset):
+        raise WorkbenchError("schedule: give --every SECONDS, --cron EXPR or --once (or --reset RUN_ID|all)")
     for flag, value in (("--every", args.every), ("--lease", args.lease), ("--max-runs", args.max_runs),
                         ("--max-attempts", args.max_attempts)):
         if value is not None and value <= 0:
             raise WorkbenchError(f"schedule: {flag} must be > 0, got {value:g}")
+    if args.store_retry < 0:
+        raise WorkbenchError(f"schedule: --store-retry must be >= 0, got {args.store_retry:g}")
     cfg = ScheduleConfig(suite=args.suite, limit=args.limit, experiments=tuple(args.experiment), max_runs=args.max_runs,
-                         lease_s=args.lease, max_attempts=args.max_attempts, batch_size=args.batch_size)
-    run_schedule(cfg, every=args.every, cron=args.cron, once=args.once, claims_db=args.claims_db)
+                         lease_s=args.lease, max_attempts=args.max_attempts, batch_size=args.batch_size,
+                         store_retry_s=args.store_retry, unsafe_weak_sandbox=args.unsafe_weak_sandbox)
+    run_schedule(cfg, every=args.every, cron=args.cron, once=args.once, claims_db=args.claims_db, reset=args.reset)
     return 0
 
 

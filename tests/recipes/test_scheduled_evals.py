@@ -20,12 +20,11 @@ METRIC = "eval/legal_mc/acc_none"
 
 
 @pytest.fixture
-def store(tiny_final_dir, tmp_path):
+def store(tiny_final_dir, mlflow_sqlite_uri, tmp_path):
     """(client, uri, [run ids]): three finished runs of experiment `legal` whose final_dir is one tiny model."""
     import mlflow
 
-    final = tiny_final_dir
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    final, uri = tiny_final_dir, mlflow_sqlite_uri
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("legal", artifact_location=str(tmp_path / "artifacts"))
     ids = []
@@ -59,7 +58,8 @@ def test_two_schedulers_started_together_over_three_unevaluated_runs_evaluate_ea
         tags = client.get_run(run_id).data.tags
         assert (tags["eval.legal.source"], tags["eval.legal.limit"], tags["eval.legal.attempts"]) == ("local", "1", "1")
         row = claims.get(run_id, "legal")
-        assert (row["state"], row["attempts"]) == ("done", 1)
+        assert (row["state"], row["attempts"], row["generation"]) == ("done", 1, 1)  # claimed once, by one of them
+    assert not any("lost the claim" in out or "store unavailable" in out for out in outputs)
 
 
 def test_a_run_left_claimed_by_a_crashed_scheduler_is_evaluated_by_the_next_tick(store, monkeypatch):
@@ -69,8 +69,8 @@ def test_a_run_left_claimed_by_a_crashed_scheduler_is_evaluated_by_the_next_tick
     busy, crashed, fresh = ids
     # A scheduler claimed `crashed` (lease 30 s) and died 31 s ago without renewing; another still holds `busy`.
     claims_then = ClaimStore(claims.url, clock=lambda: claims.clock() - 31)
-    assert claims_then.claim(crashed, "legal", "node-a:4242:dead01", lease_s=30, max_attempts=3) == "claimed"
-    assert claims.claim(busy, "legal", "node-b:77:alive1", lease_s=300, max_attempts=3) == "claimed"
+    assert claims_then.claim(crashed, "legal", "node-a:4242:dead01", lease_s=30, max_attempts=3).outcome == "claimed"
+    assert claims.claim(busy, "legal", "node-b:77:alive1", lease_s=300, max_attempts=3).outcome == "claimed"
     lines = []
     cfg = ScheduleConfig(suite="legal", limit=1, experiments=("legal",), max_runs=1)
 
@@ -81,4 +81,4 @@ def test_a_run_left_claimed_by_a_crashed_scheduler_is_evaluated_by_the_next_tick
     assert [len(client.get_metric_history(r, METRIC)) for r in ids] == [0, 1, 0]
     assert client.get_run(crashed).data.tags["eval.legal.attempts"] == "2"
     row = claims.get(crashed, "legal")
-    assert (row["state"], row["owner"], row["attempts"]) == ("done", "node-c:1:next01", 2)
+    assert (row["state"], row["owner"], row["attempts"], row["generation"]) == ("done", "node-c:1:next01", 2, 2)
