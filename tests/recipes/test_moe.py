@@ -9,7 +9,7 @@ from support import FAST, history
 
 from workbench.export import export, sample_logits
 from workbench.model import load_final, load_model
-from workbench.moe.routing import find_routers
+from workbench.moe.routing import find_decoders, find_routers
 
 STEPS = ["train.max_steps=16", "train.eval_steps=16", "moe.telemetry_every=4", "data.max_rows=96"]
 
@@ -135,10 +135,15 @@ def test_aux_free_with_dpo_counts_only_the_policy(isolated):
         "model.from_run=null", "train.max_steps=2", "train.eval_steps=100", "moe.balance=aux_free",
         "moe.bias_update_speed=0.01"])
     run = build(recipe)
-    policy_tokens = []  # tokens of forwards that train (grad on); the reference pass runs without grad
-    embed = run.trainer.model.get_input_embeddings()
-    embed.register_forward_hook(lambda m, args, out: policy_tokens.append(args[0].numel())
-                                if torch.is_grad_enabled() else None)
+    policy_tokens, policy_positions = [], []  # of forwards that train (grad on); the reference pass runs without
+    decoder = find_decoders(run.trainer.model)[0]
+
+    def count(module, args, kwargs):
+        if torch.is_grad_enabled():
+            policy_tokens.append(int(kwargs["attention_mask"].sum()))  # chosen + rejected rows, right-padded
+            policy_positions.append(kwargs["attention_mask"].numel())
+
+    decoder.register_forward_pre_hook(count, with_kwargs=True)
     try:
         run.train()
     finally:
@@ -146,4 +151,5 @@ def test_aux_free_with_dpo_counts_only_the_policy(isolated):
     data = np.load(run.output_dir / "moe" / "expert_load.npz")
     assert data["steps"].tolist() == [1, 2] and np.abs(data["bias"]).max() > 0
     routed = data["loads"].sum(-1)[:, 0] / run.trainer.model.config.num_experts_per_tok  # tokens per step, layer 1
-    assert routed.sum() == sum(policy_tokens) > 0  # every policy token once; no reference-pass tokens
+    assert routed.sum() == sum(policy_tokens) > 0  # every real policy token once; no reference-pass tokens
+    assert sum(policy_tokens) < sum(policy_positions)  # the batches were padded, and the padding went uncounted

@@ -27,12 +27,29 @@ def test_js_divergence_bounds():
 def test_sequence_balance_loss_is_one_when_perfectly_balanced():
     # 4 tokens, 4 experts, top-1, each token picks a different expert with uniform affinities: f_i = 1, P_i = 1/4
     logits = torch.zeros(4, 4)
+    one_sequence = torch.zeros(4, dtype=torch.long)
     chosen = torch.tensor([[0], [1], [2], [3]])
-    assert sequence_balance_loss(logits, chosen, batch=1, top_k=1).item() == pytest.approx(1.0)
+    assert sequence_balance_loss(logits, chosen, one_sequence, top_k=1).item() == pytest.approx(1.0)
     collapsed = torch.zeros(4, 1, dtype=torch.long)  # every token on expert 0: f_0 = 4
-    assert sequence_balance_loss(logits, collapsed, batch=1, top_k=1).item() == pytest.approx(1.0)
+    assert sequence_balance_loss(logits, collapsed, one_sequence, top_k=1).item() == pytest.approx(1.0)
     peaked = torch.tensor([[5.0, -5, -5, -5]] * 4)  # affinity concentrated where the tokens go
-    assert sequence_balance_loss(peaked, collapsed, batch=1, top_k=1).item() > 3
+    assert sequence_balance_loss(peaked, collapsed, one_sequence, top_k=1).item() > 3
+
+
+def test_sequence_balance_loss_averages_sequences_over_their_real_tokens():
+    # sequence A: 4 balanced tokens (loss 1); sequence B: 2 real tokens on expert 0 with peaked affinity,
+    # then 2 padding positions (id 8 = tokens: the dropped slot) that route elsewhere
+    peaked = [5.0, -5, -5, -5]
+    logits = torch.tensor([[0.0] * 4] * 4 + [peaked] * 2 + [[0.0] * 4] * 2)
+    chosen = torch.tensor([[0], [1], [2], [3], [0], [0], [1], [2]])
+    ids = torch.tensor([0, 0, 0, 0, 1, 1, 8, 8])
+    s = [1 / (1 + math.exp(-x)) for x in peaked]
+    share_0 = s[0] / sum(s)  # P_0 of B over its 2 real tokens
+    f_0 = 4 / (1 * 2) * 2  # E / (K T) * count, T = 2 real tokens, not 4 positions
+    expected = (1.0 + f_0 * share_0) / 2  # 2.4604
+    assert sequence_balance_loss(logits, chosen, ids, top_k=1).item() == pytest.approx(expected, rel=1e-6)
+    as_rows = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])  # padding counted as part of B: what V3's loss must not do
+    assert sequence_balance_loss(logits, chosen, as_rows, top_k=1).item() < expected - 0.5
 
 
 def test_bias_update_moves_toward_balance():

@@ -10,6 +10,13 @@ task data, score each expert per layer by its average gate weight (`gate`) or it
 selections (`token`), normalise within the layer, and keep the fewest experts whose cumulative score
 reaches `top_p`. Routed experts are stored as 3D tensors, so "train only expert e" is a gradient mask
 on the expert slices (with no weight decay, untouched slices stay bit-identical).
+
+The profile counts every real token of each rendered row, prompt and chat template included, and no
+padding. That is what the ESFT paper's own profiler does (deepseek-ai/ESFT `get_expert_scores.py` runs
+one unpadded row at a time and logs every input position), and it is right for the training that
+follows: prompt tokens pass through the experts they are routed to, and the loss on the answer reaches
+those experts back through attention, so the experts the prompt uses are trained too. Padding is no part
+of the task: counted, it made the scores depend on how the rows were batched.
 """
 
 import torch
@@ -35,7 +42,11 @@ def apply_trainable(model, cfg) -> None:
 
 
 def profile_routing(model, tokenizer, texts: list[str], max_length: int = 512, batch_size: int = 8):
-    """(token counts, summed gate weights, tokens) per MoE layer over `texts`, in eval mode."""
+    """(token counts, summed gate weights, tokens) per MoE layer over the real tokens of `texts`, in eval mode.
+
+    Padding in a batch is left out by the recorder (it reads the attention mask), so the figures are
+    the same for any batch_size or padding side as for the rows one at a time.
+    """
     recorder = RoutingRecorder(model, entropy=False)
     was_training = model.training
     model.eval()
@@ -44,7 +55,10 @@ def profile_routing(model, tokenizer, texts: list[str], max_length: int = 512, b
             for start in range(0, len(texts), batch_size):
                 batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                                   truncation=True, max_length=max_length, add_special_tokens=False)
-                model(**{k: v.to(model.device) for k, v in batch.items()})
+                batch = {k: v.to(model.device) for k, v in batch.items()}
+                # positions count real tokens only, as generate() does, so left padding shifts nothing
+                batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+                model(**batch)
         bucket = recorder.take("eval")
     finally:
         recorder.remove()
@@ -64,11 +78,11 @@ def select_experts(scores: torch.Tensor, top_p: float) -> list[list[int]]:
     return selection
 
 
-def esft_select(model, tokenizer, texts: list[str], cfg) -> dict[int, list[int]]:
-    bucket, layers = profile_routing(model, tokenizer, texts)
+def esft_select(model, tokenizer, texts: list[str], cfg, batch_size: int = 8) -> dict[int, list[int]]:
+    bucket, layers = profile_routing(model, tokenizer, texts, batch_size=batch_size)
     top_k = find_routers(model)[0][1].top_k
     if cfg.esft == "gate":
-        scores = bucket.gate_sums / bucket.tokens[:, None].clamp_min(1)  # average gate weight per token
+        scores = bucket.gate_sums / bucket.tokens[:, None].clamp_min(1)  # average gate weight per real token
     else:
         scores = bucket.loads / (bucket.tokens[:, None] * top_k).clamp_min(1)  # token selection ratio
     return dict(zip(layers, select_experts(scores, cfg.esft_top_p)))

@@ -7,6 +7,10 @@ Plugs in as a `TrainerCallback` plus a wrapper around the trainer's `compute_los
 ORPO all get it without subclassing. `moe.balance: aux_free` applies DeepSeek-V3's update (tech report
 2.1.2) after every optimizer step, from the loads of the whole step (all micro-batches, all ranks):
 `bias_i += gamma * sign(mean_load - load_i)`, per layer, in fp32.
+
+Every figure here (loads, balance, entropy, the sequence-wise loss, eval drift) counts real tokens only,
+prompt tokens included, padding never (see `workbench.moe.routing`): padding is no work for an expert,
+and how much of it a batch carries depends on batching, not on the data.
 """
 
 from pathlib import Path
@@ -78,7 +82,7 @@ class MoeCallback(TrainerCallback):
         self.history: list[np.ndarray] = []  # per optimizer step: (layers, E) loads
         self.steps: list[int] = []
         self.window: list[torch.Tensor] = []  # loads since the last telemetry log
-        self.entropy_window: list[torch.Tensor] = []
+        self.entropy_window: list[tuple[torch.Tensor, torch.Tensor]] = []  # (entropy sums, real tokens) per step
         self.seq_aux_values: list[float] = []
         self.eval_base: torch.Tensor | None = None
         self.eval_last: torch.Tensor | None = None
@@ -93,7 +97,7 @@ class MoeCallback(TrainerCallback):
         self.history.append(loads.float().cpu().numpy())
         self.steps.append(state.global_step)
         self.window.append(loads)
-        self.entropy_window.append(bucket.entropy)
+        self.entropy_window.append((bucket.entropy_sum, bucket.tokens))
         if state.global_step % self.cfg.telemetry_every == 0 and state.is_world_process_zero:
             self._log_window(state.global_step)
 
@@ -102,7 +106,8 @@ class MoeCallback(TrainerCallback):
             return
         loads = torch.stack(self.window).sum(0)
         stats = load_stats(loads)
-        entropy = torch.stack(self.entropy_window).mean(0)
+        sums, tokens = (torch.stack(parts).sum(0) for parts in zip(*self.entropy_window))
+        entropy = sums / tokens.clamp_min(1)  # per real token over the window, not a mean of step means
         metrics = {}
         for i, layer in enumerate(self.recorder.layers):
             for name, values in stats.items():
