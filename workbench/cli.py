@@ -19,9 +19,16 @@ import sys
 from workbench.errors import WorkbenchError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (`error: ...`, exit 2) like every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="Fine-tune DeepSeek-V3-style MoE models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="workbench", description="Fine-tune DeepSeek-V3-style MoE models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     finetune = sub.add_parser("finetune", help="train a recipe")
     finetune.add_argument("recipe", help="recipe name under recipes/ or a YAML path")
     finetune.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
@@ -99,17 +106,18 @@ def cmd_finetune(args) -> int:
 
 def cmd_validate(args) -> int:
     from workbench.config import load_recipe
-    from workbench.data import load_dataset
+    from workbench.preflight import preflight
 
     recipe = load_recipe(args.recipe, args.overrides)
-    splits = load_dataset(recipe.data, recipe.method.name)
-    if not recipe.model.from_run:
-        from workbench.model import check_loadable, resolve_source
-
-        check_loadable(recipe.model, resolve_source(recipe.model.name, recipe.model.seed))
+    checked = preflight(recipe)  # exactly what `finetune` checks before it opens a run
+    splits, facts = checked.splits, checked.facts
     n_eval = len(splits.eval) if splits.eval is not None else 0
-    print(f"{recipe.name}: ok ({recipe.method.name}, model {recipe.model.from_run and 'from run ' + recipe.model.from_run or recipe.model.name}, "
-          f"{len(splits.train)} train / {n_eval} eval rows from {splits.source})")
+    base = f"run {checked.base_model.from_run}" if checked.base_model.from_run else checked.base_model.name
+    adapters = ", ".join(f"{k} {v}" for k, v in facts.get("adapters", {}).items())
+    print(f"{recipe.name}: ok ({recipe.method.name}, model {base}"
+          + (f" [{facts['model_type']}, {facts['routed_experts']} routed experts per MoE layer]" if 'model_type' in facts else "")
+          + (f", LoRA adapters on the dense layers + one MoE layer: {adapters}" if adapters else "")
+          + f", {len(splits.train)} train / {n_eval} eval rows from {splits.source})")
     return 0
 
 
@@ -117,7 +125,16 @@ def cmd_export(args) -> int:
     from workbench.export import export
 
     result = export(args.run, out=args.out, tolerance=args.tolerance)
-    print(f"exported ({result.kind}); max |logit difference| vs the trained model: {result.max_abs_diff:.2e}")
+    if result.against == "trained":
+        f = result.facts
+        reach = (f", every routed expert reached ({f['experts_covered']} of {f['experts']}, at least "
+                 f"{f['fewest_tokens_per_expert']} tokens each)" if f.get("experts") == f.get("experts_covered")
+                 else f", routed experts reached: {f['experts_covered']} of {f['experts']}" if f.get("experts") else "")
+        print(f"exported ({result.kind}); max |logit difference| vs the trained model in memory: {result.max_abs_diff:.2e} "
+              f"on {f['tokens']} tokens in {f['rows']} rows{reach}; routing agreement {f['routing_agreement']:.2%}")
+    else:
+        print(f"exported ({result.kind}); max |logit difference| vs the saved model: {result.max_abs_diff:.2e} "
+              "(this run stored no in-memory reference: it was trained by an older workbench)")
     print(f"export_dir={result.out_dir}")
     return 0
 
@@ -197,10 +214,23 @@ COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval
             "estimate": cmd_estimate, "contamination": cmd_contamination}
 
 
+POSITIVE = ("limit", "batch_size", "tolerance", "gpus", "nodes", "gpu_memory", "every", "lease", "max_runs",
+            "max_attempts")  # numeric flags of any command that only make sense above zero
+
+
+def _check_numbers(args) -> None:
+    for name in POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:  # `not >` also catches nan
+            raise WorkbenchError(f"{args.command}: --{name.replace('_', '-')} must be > 0, got {value:g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
     args = _parser().parse_args(argv)
     try:
+        _check_numbers(args)
         return COMMANDS[args.command](args)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

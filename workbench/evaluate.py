@@ -219,11 +219,14 @@ def load_target(target: str):
     elif path.is_dir() and (path / FINAL_MODEL_INFO).is_file():  # a run's final dir (adapter or full model)
         model, tokenizer = load_final(path.resolve())
     else:
+        from pydantic import ValidationError
+
         try:
             model, tokenizer = load_model(ModelConfig(name=target))
-        except WorkbenchError as exc:
+        except (WorkbenchError, ValidationError) as exc:
+            why = exc if isinstance(exc, WorkbenchError) else "an empty name"
             raise WorkbenchError(f"eval target '{target}' is not a run id, a model directory, a preset "
-                                 f"({', '.join(PRESETS)}) or a reachable hub id: {exc}") from None
+                                 f"({', '.join(PRESETS)}) or a reachable hub id: {why}") from None
     import torch
 
     if torch.cuda.is_available():

@@ -5,8 +5,10 @@
 
 LoRA (expert LoRA on the 3D routed-expert parameters included) is merged into the base weights; an
 ESFT expert patch is applied onto its base model; router biases from aux-free balancing are carried.
-The result is saved, reloaded with plain `AutoModelForCausalLM.from_pretrained`, and its logits are
-compared with the unmerged model's on sample inputs; a difference above the tolerance fails.
+The result is saved, reloaded with plain `AutoModelForCausalLM.from_pretrained`, and compared with what the
+trained model computed in memory at the end of training (`workbench.export_check`: inputs that reach every
+routed expert of every MoE layer); a difference above the tolerance fails. Runs trained before that reference
+was stored are compared with their unmerged saved model on sample inputs instead, and the command says so.
 """
 
 import copy
@@ -30,6 +32,8 @@ class ExportResult:
     out_dir: Path
     max_abs_diff: float
     kind: str  # "lora-merge", "expert-patch" or "full"
+    against: str = "trained"  # "trained" (the in-memory reference) or "saved" (older runs: the unmerged saved model)
+    facts: dict | None = None  # coverage and routing agreement (against "trained")
 
 
 def final_dir_of(ref: str) -> tuple[Path, str | None]:
@@ -70,17 +74,24 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
     exported.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=exported.dtype)
-    diff = (sample_logits(reloaded, tokenizer) - sample_logits(tuned, tokenizer)).abs().max().item()
+    from workbench.export_check import compare_with_reference
+
+    facts = compare_with_reference(reloaded, final)
+    if facts is not None:
+        diff, against = max(facts["max_abs_logit_diff"], facts["max_abs_logsumexp_diff"]), "trained"
+    else:
+        diff, against = (sample_logits(reloaded, tokenizer) - sample_logits(tuned, tokenizer)).abs().max().item(), "saved"
     if run_id:
         import mlflow
 
         with mlflow.start_run(run_id=run_id):
-            mlflow.log_metric("export/max_abs_logit_diff", diff)
+            mlflow.log_metrics({f"export/{k}": v for k, v in (facts or {"max_abs_logit_diff": diff}).items()})
             mlflow.set_tag("export_dir", str(out_dir))
     if diff > tolerance:
+        routing = f"; routing agreed on {facts['routing_agreement']:.2%} of token-layers" if facts else ""
         raise WorkbenchError(f"export: the exported model differs from the trained one by {diff:.3g} "
-                             f"(tolerance {tolerance:g}); not safe to use: {out_dir}")
-    return ExportResult(out_dir=out_dir, max_abs_diff=diff, kind=kind)
+                             f"(tolerance {tolerance:g}){routing}; not safe to use: {out_dir}")
+    return ExportResult(out_dir=out_dir, max_abs_diff=diff, kind=kind, against=against, facts=facts)
 
 
 def apply_patch_to_dir(patch_dir: str, out: str) -> Path:

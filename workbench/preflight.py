@@ -44,11 +44,15 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     if base_model.from_run:
         from workbench.lineage import run_output
 
-        source, config = None, final_config(run_output(base_model.from_run))
+        from workbench.model import final_info
+
+        final = run_output(base_model.from_run)
+        source, config, from_adapter = None, final_config(final), final_info(final)[1]
     else:
         source = resolve_source(base_model.name, base_model.seed)
-        config = check_loadable(base_model, source)
+        config, from_adapter = check_loadable(base_model, source), False
     facts = check_architecture(recipe, config) if config is not None else {}
+    facts["base_is_adapter"] = from_adapter
     return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts)
 
 

@@ -33,7 +33,8 @@ class Run:
     resume_from: str | None = None
     moe: object | None = None
     esft_selection: dict | None = None
-    base_scores: dict | None = None
+    reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
+    evals: object | None = None  # workbench.recipe_evals.RecipeEvals
     distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
     zero_stage: int = 0
     ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
@@ -44,10 +45,11 @@ class Run:
         main = self.distributed is None or self.distributed.is_main_process()
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "running")
-        if not self.resume_from:
-            self.base_scores = self._evaluate("base")
+        self.evals.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
+        final_dir.mkdir(parents=True, exist_ok=True)
+        self._save_reference(final_dir)  # what the trained model computes, before anything is saved
         self._save_final(final_dir)
         if main:
             self.trainer.processing_class.save_pretrained(str(final_dir))
@@ -59,11 +61,7 @@ class Run:
             if self.esft_selection:
                 save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
             self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
-        tuned = self._evaluate("eval")
-        if self.recipe.eval.retention_suite and tuned:
-            from workbench.retention import retention_gate
-
-            retention_gate(self.tracker, self.base_scores or {}, tuned, self.recipe.eval)
+        self.evals.after(self.trainer.model, self.trainer.processing_class)
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
@@ -85,33 +83,17 @@ class Run:
         if self.distributed.is_main_process():
             model.save_pretrained(str(final_dir), state_dict=state)
 
-    def _evaluate(self, prefix: str) -> dict[str, float]:
-        """The recipe's eval suites on the model as it is now; scores logged as `<prefix>/<task>/<metric>`."""
-        cfg = self.recipe.eval
-        suites = [s for s in dict.fromkeys((cfg.suite, cfg.retention_suite)) if s]
-        if not suites:
-            return {}
-        if self.zero_stage == 3 or (self.distributed and self.distributed.world_size() > 1):
-            if prefix == "base" and (self.distributed is None or self.distributed.is_main_process()):
-                print(f"notice: eval: suites {', '.join(suites)} skipped: recipe evals run in a single process "
-                      f"without ZeRO-3; score the run afterwards with `workbench eval <run id> --suite {suites[0]}` "
-                      "(or `make schedule`)")
-            return {}
-        from workbench.evaluate import format_scores, log_to_run, run_suite
+    def _save_reference(self, final_dir: Path) -> None:
+        if self.zero_stage == 3 or not self.reference_texts:  # a partitioned model is never whole in one process
+            return
+        if self.distributed is not None and not self.distributed.is_main_process():
+            return
+        from workbench.export_check import save_reference
 
         model = self.trainer.model
-        model = model.get_base_model() if hasattr(model, "get_base_model") else model  # adapters stay active
-        was_training = model.training
-        model.eval()
-        scores = {}
-        for suite in suites:
-            print(f"Evaluating suite '{suite}' ({'before' if prefix == 'base' else 'after'} training)...")
-            result = run_suite(model, self.trainer.processing_class, suite, limit=cfg.limit, batch_size=cfg.batch_size)
-            log_to_run(self.tracker.run_id, result, prefix=prefix, tracking_uri=self.tracker.uri)
-            print(format_scores(result))
-            scores.update(result["scores"])
-        model.train(was_training)
-        return scores
+        model = model.module if hasattr(model, "module") else model
+        facts = save_reference(model, self.trainer.processing_class, final_dir, self.reference_texts)
+        self.tracker.log_metrics({f"export_reference/{k}": v for k, v in facts.items()}, step=0, raw=True)
 
     def close(self):
         self.tracker.end("FINISHED" if self.status == "FINISHED" else "KILLED" if self.status == "RUNNING" else "FAILED")
@@ -173,7 +155,7 @@ def build(recipe, resume: bool = False) -> Run:
     checked = preflight(recipe, output_dir=output_dir if main else None, resume=resume)
     splits, base_model = checked.splits, checked.base_model
     if dist:
-        ds_config, keepalive = _deepspeed_config(recipe, checked.model_config)
+        ds_config, keepalive = _deepspeed_config(recipe, checked)
     track = tracker(recipe, run_name=output_dir.name, run_id=run_id) if main else _null_tracker()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -185,13 +167,44 @@ def build(recipe, resume: bool = False) -> Run:
             track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
         model, tokenizer = load_model(base_model)
+        if keepalive is not None:
+            _record_zero_init(model, track)
         trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
+        evals, reference_texts = _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main)
     except BaseException:
         track.end("FAILED")
         raise
-    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track,
+    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals,
+               reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
+
+
+def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
+    """The recipe's before/after evaluation, and the rows the export reference is computed on."""
+    from workbench.data import as_texts
+    from workbench.recipe_evals import RecipeEvals
+
+    several = dist is not None and (dist.zero_stage(ds_config) == 3 or dist.world_size() > 1)
+    evals = RecipeEvals(recipe, track, output_dir, main=main,
+                        skipped="recipe evals run in a single process without ZeRO-3" if several else None)
+    rows = splits.eval if splits.eval is not None else splits.train
+    try:
+        texts = as_texts(rows, tokenizer, 64)
+    except Exception as exc:  # e.g. a tokenizer without a chat template: the export check falls back
+        print(f"notice: export reference: rows could not be rendered ({type(exc).__name__}); `workbench export` "
+              "will compare with the saved model instead of the trained one")
+        texts = None
+    return evals, texts
+
+
+def _record_zero_init(model, track) -> None:
+    """ZeRO-3 partitions the weights while they load (zero.Init); record that it did, so it is never assumed."""
+    tensors = list(model.parameters())
+    partitioned = sum(hasattr(p, "ds_id") for p in tensors)
+    track.mlflow.set_tag("deepspeed.zero_init", f"{partitioned} of {len(tensors)} weight tensors partitioned while loading")
+    if partitioned < len(tensors):
+        print(f"warning: ZeRO-3: only {partitioned} of {len(tensors)} weight tensors were partitioned while loading")
 
 
 def _null_tracker():
@@ -200,19 +213,23 @@ def _null_tracker():
     return NullTracker()
 
 
-def _deepspeed_config(recipe, model_config):
+def _deepspeed_config(recipe, checked):
     """(resolved DeepSpeed config, HfDeepSpeedConfig to keep alive). Under ZeRO-3 the HfDeepSpeedConfig
     makes `from_pretrained` partition the weights while loading (zero.Init), so no rank ever holds the
     whole model; that needs the model's width up front, read from its config."""
     from workbench import distributed as dist
 
-    hidden = getattr(model_config, "hidden_size", None)
+    hidden = getattr(checked.model_config, "hidden_size", None)
     config = dist.resolved_config(recipe, hidden_size=hidden)
     dist.validate(config)
     keepalive = None
     if dist.zero_stage(config) == 3 and hidden is None:
         raise WorkbenchError("train.deepspeed: ZeRO-3 partitions the model while it loads (zero.Init) and needs its "
                              "hidden size, but this model's config could not be read here; download it, or use zero2")
+    if dist.zero_stage(config) == 3 and checked.facts.get("base_is_adapter"):
+        raise WorkbenchError(f"model.from_run: run {recipe.model.from_run} saved a LoRA adapter, which must be merged "
+                             "into whole weights before ZeRO-3 can partition them; run `workbench export "
+                             f"{checked.base_model.from_run}` and set model.name to its export directory")
     if dist.zero_stage(config) == 3:
         from transformers.integrations import HfDeepSpeedConfig
 
@@ -255,7 +272,12 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
 
         leaves = register_moe_leaves(model)
         if leaves:
-            print(f"ZeRO-3: {', '.join(leaves)} gathered as one leaf module (no rank waits on unrouted experts)")
+            from deepspeed.utils import z3_leaf_module
+
+            flagged = sum(z3_leaf_module(m) for m in model.modules())
+            track.mlflow.set_tag("deepspeed.z3_leaf_modules", f"{flagged} x {', '.join(leaves)}")
+            print(f"ZeRO-3: {flagged} {', '.join(leaves)} blocks gathered as one leaf module each "
+                  "(no rank waits on unrouted experts)")
     callbacks = [track.callback()]
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config)

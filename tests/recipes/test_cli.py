@@ -1,10 +1,16 @@
-"""The command line as a user meets it: one-line errors with exit code 2, and a parseable last line."""
+"""The command line as a user meets it: bad input of every kind is one line with exit code 2 and opens no MLflow
+run, and a good run ends with a parseable last line.
 
+    .venv/bin/python -m pytest -q tests/recipes/test_cli.py
+"""
+
+import json
 import subprocess
 import sys
 
 import pytest
 
+from workbench.cli import main
 from workbench.paths import project_root
 
 
@@ -20,46 +26,129 @@ def _cli(*args, env_extra=None):
     "args, expected",
     [
         (["validate", "no-such-recipe"], "unknown recipe 'no-such-recipe'"),
-        (["validate", "legal", "train.lr=-1"], "recipes/legal.yaml: train.lr: must be > 0, got -1.0"),
-        (["validate", "legal", "train.bogus=1"], "recipes/legal.yaml: train.bogus: unknown key"),
-        (["validate", "legal", "train.batch_size=big"], "recipes/legal.yaml: train.batch_size: must be int"),
-        (["validate", "legal", "data.train=data/legal/missing.jsonl"], "data.train: file not found"),
+        (["validate", "legal", "train.lr=-1"], "recipes/legal.yaml: train.lr: must be > 0, got -1"),
         (["finetune", "legal", "model.name=nobody/nothing"], "model.name: 'nobody/nothing' is neither a preset"),
+        (["finetune", "legal", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
-def test_bad_input_is_one_line_with_exit_code_2(args, expected, tmp_path):
+def test_bad_input_is_one_line_with_exit_code_2_from_a_real_process(args, expected, tmp_path):
     result = _cli(*args, f"track.tracking_uri=sqlite:///{tmp_path}/m.db", f"train.output_dir={tmp_path}/o")
     assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and expected in last, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr[-2000:]
+    assert expected in result.stderr
 
 
-def test_dpo_without_its_sft_run_says_what_to_do(tmp_path):
-    result = _cli("finetune", "legal-dpo", f"track.tracking_uri=sqlite:///{tmp_path}/m.db", f"train.output_dir={tmp_path}/o")
-    assert result.returncode == 2
-    assert "model.from_run: no finished run in experiment 'legal'" in result.stderr
-    assert "make finetune RECIPE=legal" in result.stderr
+def _broken_model_dir(tmp_path):
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "deepseek_v3", "hidden_size": 256,')  # cut off mid-file
+    return folder
 
 
-def test_validate_reports_split_sizes():
-    result = _cli("validate", "legal")
-    assert result.returncode == 0, result.stderr
-    assert "legal: ok (sft" in result.stdout and "train /" in result.stdout
+def _finished_run_dir(tmp_path):
+    folder = tmp_path / "done"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"run_id": "0" * 32, "state": "finished"}))
+    return folder
+
+
+def _latin1(tmp_path, name):
+    path = tmp_path / name
+    row = {"messages": [{"role": "user", "content": "Qu'est-ce qu'un bail?"},
+                        {"role": "assistant", "content": "Un contrat de location \u00e0 dur\u00e9e d\u00e9termin\u00e9e."}]}
+    path.write_bytes((json.dumps(row, ensure_ascii=False) + "\n").encode("latin-1"))
+    return path
+
+
+# (overrides or a callable building them from tmp_path, the words the one-line error must contain)
+FINETUNE_BAD = [
+    (["train.lr_scheduler=cosine_typo"], "train.lr_scheduler: must be one of linear, cosine"),
+    (["model.attn_implementation=flashy"], "model.attn_implementation: must be one of eager, sdpa"),
+    (["model.attn_implementation=flash_attention_2"], "model.attn_implementation: transformers cannot build"),
+    (["peft.target_modules=[no_such_module]"], "peft.target_modules[0]: unknown target 'no_such_module'"),
+    (["peft.modules_to_save=[embeddings]"], "peft.modules_to_save[0]: no module named 'embeddings'"),
+    (["train.num_threads=-2"], "train.num_threads: must be > 0, got -2"),
+    (["data.max_rows=-1"], "data.max_rows: must be > 0, got -1"),
+    (["data.train=data/legal/README.md"], "data.train: data/legal/README.md: unsupported file type '.md'"),
+    (["data.train=data/legal/missing.jsonl"], "data.train: file not found"),
+    (["model.from_run=0123456789abcdef0123456789abcdef"], "model.from_run: no run with id 0123456789abcdef"),
+    (lambda tmp: [f"model.name={_broken_model_dir(tmp)}"], "config.json: not valid JSON (line 1"),
+    (lambda tmp: [f"data.train={_latin1(tmp, 'rows.jsonl')}"], "rows.jsonl: not UTF-8 text: byte 0xe0 at offset"),
+    (lambda tmp: [f"train.output_dir={_finished_run_dir(tmp)}"], "already holds a finished run"),
+    (lambda tmp: [f"track.tracking_uri=sqlite:///{tmp}/no/such/folder/m.db"], "track.tracking_uri: the folder"),
+    (["track.tracking_uri=http://127.0.0.1:9"], "track.tracking_uri: cannot reach the MLflow server"),
+    (["track.tracking_uri=ftp://example.org/x"], "track.tracking_uri: 'ftp://example.org/x' has an unknown scheme"),
+    (["eval.suite=nope"], "eval.suite: unknown suite 'nope'"),
+    (["method.name=dpo", "method.loss_type=sigmoidd"], "method.loss_type: must be one of sigmoid"),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", FINETUNE_BAD, ids=[str(i) for i in range(len(FINETUNE_BAD))])
+def test_finetune_rejects_bad_input_in_one_line_and_opens_no_run(overrides, expected, tmp_path, capsys):
+    import mlflow
+
+    store = tmp_path / "m.db"
+    extra = overrides(tmp_path) if callable(overrides) else overrides
+    where = [f"track.tracking_uri=sqlite:///{store}", f"train.output_dir={tmp_path}/o"]
+    code = main(["finetune", "legal", *where, *extra])  # later overrides win
+    err = capsys.readouterr().err
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last and sum(line.startswith("error: ") for line in err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    if store.exists():
+        assert mlflow.MlflowClient(f"sqlite:///{store}").search_runs(
+            [e.experiment_id for e in mlflow.MlflowClient(f"sqlite:///{store}").search_experiments()]) == []
+    assert not (tmp_path / "o").exists()
+
+
+def test_validate_rejects_what_finetune_rejects(tmp_path, capsys):
+    assert main(["validate", "legal", f"model.name={_broken_model_dir(tmp_path)}"]) == 2
+    assert "config.json: not valid JSON" in capsys.readouterr().err
+    assert main(["validate", "legal", "peft.modules_to_save=[embeddings]"]) == 2
+    assert "peft.modules_to_save[0]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["eval", "deepseek-v3-tiny", "--limit", "x"], "argument --limit: invalid int value: 'x'"),
+    (["eval", "deepseek-v3-tiny", "--suite", "nope"], "suite 'nope' is not defined"),
+    (["eval", "deepseek-v3-tiny", "--source", "web"], "eval source 'web' is unknown"),
+    (["eval", "deepseek-v3-tiny", "--batch-size", "0"], "--batch-size must be > 0, got 0"),
+    (["eval", "", "--suite", "smoke"], "eval target '' is not"),
+    (["export", "no-such-run", "--tolerance", "-1"], "--tolerance must be > 0, got -1"),
+    (["estimate", "legal", "--gpus", "0"], "--gpus must be > 0, got 0"),
+    (["schedule", "--suite", "legal", "--every", "-5"], "--every must be > 0, got -5"),
+    (["apply-patch", "/no/such/dir", "--out", "x"], "no expert_patch.json here"),
+    (["finetune"], "the following arguments are required: recipe"),
+    (["nope"], "invalid choice: 'nope'"),
+])
+def test_bad_command_line_values_are_one_line(args, expected, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+
+
+def test_dpo_without_its_sft_run_says_what_to_do(tmp_path, capsys):
+    code = main(["finetune", "legal-dpo", f"track.tracking_uri=sqlite:///{tmp_path}/m.db", f"train.output_dir={tmp_path}/o"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model.from_run: no finished run in experiment 'legal'" in err and "make finetune RECIPE=legal" in err
+
+
+def test_validate_reports_what_it_checked(capsys):
+    assert main(["validate", "legal"]) == 0
+    out = capsys.readouterr().out
+    assert "legal: ok (sft, model deepseek-v3-tiny [deepseek_v3, 8 routed experts per MoE layer]" in out
+    assert "LoRA adapters on the dense layers + one MoE layer: attention 10" in out and "440 train / 49 eval rows" in out
 
 
 def test_finetune_last_line_is_parseable(tmp_path):
-    result = _cli("finetune", "legal", "train.max_steps=1", "data.max_rows=16", "train.eval_steps=1",
+    result = _cli("finetune", "legal", "train.max_steps=1", "data.max_rows=16", "train.eval_steps=1", "eval.suite=null",
                   f"track.tracking_uri=sqlite:///{tmp_path}/m.db", f"train.output_dir={tmp_path}/o")
     assert result.returncode == 0, result.stderr[-3000:]
     fields = dict(item.split("=", 1) for item in result.stdout.strip().splitlines()[-1].split())
     assert len(fields["run_id"]) == 32 and fields["output_dir"] == f"{tmp_path}/o"
-
-
-def test_a_bad_model_name_opens_no_run(tmp_path):
-    import mlflow
-
-    _cli("finetune", "legal", "model.name=nobody/nothing", f"track.tracking_uri=sqlite:///{tmp_path}/m.db",
-         f"train.output_dir={tmp_path}/o")
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/m.db")
-    assert client.get_experiment_by_name("legal") is None
