@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 SUPERUSER = "workbench"  # initdb's superuser; trust authentication, bound to 127.0.0.1 only
+TIMINGS = {}  # measured set-up costs, printed at the end of the session
 
 
 def _bindir() -> Path | None:
@@ -136,7 +137,7 @@ def postgres():
         server.start()
     except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
         pytest.skip(f"PostgreSQL could not be started: {exc} {getattr(exc, 'stderr', '') or ''}".strip())
-    server.started_in_s = time.perf_counter() - start
+    TIMINGS["PostgreSQL initdb + start"] = time.perf_counter() - start
     yield server
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)
@@ -165,7 +166,7 @@ def mlflow_pg_uri(postgres):
     uri = postgres.create_database("mlflow")
     start = time.perf_counter()
     mlflow.MlflowClient(uri).search_experiments()  # creates the schema (alembic migrations)
-    postgres.mlflow_migrated_in_s = time.perf_counter() - start
+    TIMINGS["MLflow schema on a fresh PostgreSQL"] = time.perf_counter() - start
     return uri
 
 
@@ -174,7 +175,9 @@ def _mlflow_sqlite_template(tmp_path_factory):
     import mlflow
 
     path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    start = time.perf_counter()
     mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    TIMINGS["MLflow schema on a fresh sqlite file (once; tests copy it)"] = time.perf_counter() - start
     return path
 
 
@@ -183,3 +186,8 @@ def mlflow_sqlite_uri(_mlflow_sqlite_template, tmp_path):
     """A fresh, migrated sqlite MLflow store in this test's temp dir."""
     shutil.copy(_mlflow_sqlite_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    for what, seconds in TIMINGS.items():
+        terminalreporter.write_line(f"stores: {what}: {seconds:.1f} s")

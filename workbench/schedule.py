@@ -110,6 +110,10 @@ def runs_needing(client, cfg: ScheduleConfig) -> list:
     return runs
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' * (n != 1)}"
+
+
 def _has_results(tags: dict, suite: str) -> bool:
     return f"eval.{suite}.source" in tags or f"eval.{suite}.gave_up" in tags
 
@@ -205,7 +209,7 @@ class _Tick:
         claim = self.retry("claiming a run", self.store.claim, run_id, cfg.suite, self.owner, cfg.lease_s,
                            cfg.max_attempts)
         if claim.outcome in ("exhausted", "gave_up"):  # the tag keeps it off the list of runs needing the suite
-            why = f"{claim.attempts} attempts; last: {claim.last_error or 'unknown'}"[:5000]
+            why = f"{_attempts(claim.attempts)}; last: {claim.last_error or 'unknown'}"[:5000]
             self.retry("tagging a given-up run", self.client.set_tag, run_id, f"eval.{cfg.suite}.gave_up", why)
         if claim.outcome not in ("claimed", "republish"):
             self.say(f"skipping {short}: {CLAIM_WORDS[claim.outcome]}")
@@ -274,7 +278,7 @@ class _Tick:
         self.retry("tagging a failure", self.client.set_tag, run_id, f"eval.{cfg.suite}.attempts", str(claim.attempts))
         if state == "gave_up":
             self.retry("tagging a given-up run", self.client.set_tag, run_id, f"eval.{cfg.suite}.gave_up",
-                       f"{claim.attempts} attempts; last: {error}"[:5000])
+                       f"{_attempts(claim.attempts)}; last: {error}"[:5000])
         then = "giving up" if state == "gave_up" else "will retry later"
         self.say(f"  {short} failed ({_one_line(error)}); {then}")
         return "failed"
@@ -305,8 +309,8 @@ class _Tick:
             self.say(f"given up on {len(rows)} run{'s' * (len(rows) != 1)} for '{suite}' "
                      f"(workbench schedule --suite {suite} --reset RUN_ID|all puts them back):")
         for row in rows:
-            n, last = row["attempts"], _one_line(row["last_error"] or "?", 200)
-            self.say(f"  {row['run_id'][:8]}: {n} attempt{'s' * (n != 1)}; last: {last}")
+            last = _one_line(row["last_error"] or "?", 200)
+            self.say(f"  {row['run_id'][:8]}: {_attempts(row['attempts'])}; last: {last}")
 
 
 # --- reset, and the schedule itself ---------------------------------------------------------------------
