@@ -118,6 +118,9 @@ def cmd_validate(args) -> int:
           + (f" [{facts['model_type']}, {facts['routed_experts']} routed experts per MoE layer]" if 'model_type' in facts else "")
           + (f", LoRA adapters on the dense layers + one MoE layer: {adapters}" if adapters else "")
           + f", {len(splits.train)} train / {n_eval} eval rows from {splits.source})")
+    for path, (hits, rows) in facts.get("contamination", {}).items():
+        verdict = "held out" if not hits else "CONTAMINATED: the score partly measures recall of training text"
+        print(f"  eval data {path}: {hits} of {rows} rows share a 13-gram with {recipe.data.train} ({verdict})")
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from workbench.errors import WorkbenchError
+from workbench.paths import project_root
 
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
@@ -53,6 +54,7 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
         config, from_adapter = check_loadable(base_model, source), False
     facts = check_architecture(recipe, config) if config is not None else {}
     facts["base_is_adapter"] = from_adapter
+    facts["contamination"] = eval_contamination(recipe)
     return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts)
 
 
@@ -96,6 +98,22 @@ def check_tracking(recipe) -> None:
             make_url(uri).get_dialect().import_dbapi()
         except Exception as exc:  # the URL is malformed or its database driver is not installed
             raise WorkbenchError(f"track.tracking_uri: cannot use {scheme} here: {str(exc).splitlines()[0]}") from None
+
+
+def eval_contamination(recipe) -> dict[str, tuple[int, int]]:
+    """{eval data file: (rows sharing a 13-gram with the recipe's training file, rows)} for the recipe's eval
+    suites (workbench.contamination); empty when there is no suite or the training data is not a local file."""
+    suites = [s for s in dict.fromkeys((recipe.eval.suite, recipe.eval.retention_suite)) if s]
+    train = Path(recipe.data.train).expanduser()
+    train = train if train.is_absolute() else project_root() / train
+    if not suites or not train.is_file():
+        return {}
+    from workbench.contamination import check, suite_data_files
+
+    files = list(dict.fromkeys(f for suite in suites for f in suite_data_files(suite)))
+    counts = check([train], files).counts if files else {}
+    shown = lambda path: str(Path(path).relative_to(project_root())) if Path(path).is_relative_to(project_root()) else path  # noqa: E731
+    return {shown(path): value for path, value in counts.items()}
 
 
 def check_output_dir(path: Path) -> None:

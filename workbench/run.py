@@ -160,6 +160,7 @@ def build(recipe, resume: bool = False) -> Run:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         track.log_start(recipe, splits, output_dir)
+        _record_contamination(checked.facts.get("contamination", {}), recipe, track)
         if base_model.from_run:
             track.mlflow.set_tag("base_run_id", base_model.from_run)
         if ds_config:
@@ -196,6 +197,18 @@ def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
               "will compare with the saved model instead of the trained one")
         texts = None
     return evals, texts
+
+
+def _record_contamination(counts: dict, recipe, track) -> None:
+    """Whether the eval suites' data share text with this recipe's training file (tag, and a warning if so)."""
+    if not counts:
+        return
+    hits = sum(h for h, _ in counts.values())
+    track.mlflow.set_tag("eval.contamination", "clean" if not hits else f"{hits} of {sum(n for _, n in counts.values())} rows")
+    for path, (overlapping, rows) in counts.items():
+        if overlapping:
+            print(f"warning: eval data {path}: {overlapping} of {rows} rows share a 13-gram with {recipe.data.train}; "
+                  "its scores partly measure recall of training text (`workbench contamination` lists them)")
 
 
 def _record_zero_init(model, track) -> None:

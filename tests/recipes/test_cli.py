@@ -5,6 +5,7 @@ run, and a good run ends with a parseable last line.
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -130,6 +131,22 @@ def test_bad_command_line_values_are_one_line(args, expected, capsys):
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+
+
+def test_validate_reports_eval_rows_that_share_text_with_the_training_data(tmp_path, capsys):
+    question = json.loads((project_root() / "data/legal/mc_test.jsonl").read_text().splitlines()[7])
+    leaked = {"messages": [{"role": "user", "content": question["question"]},
+                           {"role": "assistant", "content": question["choices"][question["answer"]]}]}
+    rows = [json.loads(line) for line in (project_root() / "data/legal/sft.jsonl").read_text().splitlines()[:40]]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows + [leaked]))
+    assert main(["validate", "legal", f"data.train={train}"]) == 0
+    out = capsys.readouterr().out
+    leaks = re.search(r"eval data data/legal/mc_test.jsonl: (\d+) of 149 rows share a 13-gram .*CONTAMINATED", out)
+    assert leaks and 1 <= int(leaks[1]) <= 3, out  # the leaked row, and any other row sharing its answer's words
+    assert main(["validate", "legal"]) == 0
+    assert "eval data data/legal/mc_test.jsonl: 0 of 149 rows share a 13-gram with data/legal/sft.jsonl (held out)" \
+        in capsys.readouterr().out
 
 
 def test_dpo_without_its_sft_run_says_what_to_do(tmp_path, capsys):
