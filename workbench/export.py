@@ -45,7 +45,7 @@ def final_dir_of(ref: str) -> tuple[Path, str | None]:
         return path / "final", None
     from workbench.lineage import find_run, run_output
 
-    return run_output(ref), find_run(ref).info.run_id
+    return run_output(ref, key="export"), find_run(ref, key="export").info.run_id
 
 
 def sample_logits(model, tokenizer) -> torch.Tensor:
@@ -63,6 +63,9 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
 
     final, run_id = final_dir_of(ref)
     out_dir = Path(out) if out else final.parent / "export"
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "config.json").is_file())):
+        raise WorkbenchError(f"export: --out {out_dir} exists and is not an empty folder or an earlier export; "
+                             "choose another folder")
     tuned, tokenizer = load_unmerged(final)
     if (final / PATCH_INFO).is_file():
         exported, _ = apply_patch(final)
@@ -98,6 +101,8 @@ def apply_patch_to_dir(patch_dir: str, out: str) -> Path:
     from workbench.moe.patch import PATCH_INFO, apply_patch
 
     source = Path(patch_dir)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise WorkbenchError(f"apply-patch: --out {out} exists and is not a folder")
     if not (source / PATCH_INFO).is_file():
         raise WorkbenchError(f"{patch_dir}: no {PATCH_INFO} here (an ESFT run's final/ directory holds one)")
     model, tokenizer = apply_patch(source)

@@ -12,7 +12,7 @@ from workbench.errors import WorkbenchError
 from workbench.paths import FINAL_MODEL_INFO
 
 
-def find_run(ref: str):
+def find_run(ref: str, key: str = "model.from_run"):
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -21,7 +21,7 @@ def find_run(ref: str):
         try:
             return client.get_run(ref)
         except mlflow.exceptions.MlflowException:
-            raise WorkbenchError(f"model.from_run: no run with id {ref} in {uri}") from None
+            raise WorkbenchError(f"{key}: no run with id {ref} in {uri}") from None
     experiment = client.get_experiment_by_name(ref)
     runs = client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'FINISHED' and tags.final_dir != ''",
@@ -29,14 +29,14 @@ def find_run(ref: str):
     ) if experiment else []
     if not runs:
         raise WorkbenchError(
-            f"model.from_run: no finished run in experiment '{ref}' at {uri}; "
+            f"{key}: no finished run in experiment '{ref}' at {uri}; "
             f"run `make finetune RECIPE={ref}` first, or name a run id"
         )
     return runs[0]
 
 
-def run_output(ref: str) -> Path:
-    run = find_run(ref)
+def run_output(ref: str, key: str = "model.from_run") -> Path:
+    run = find_run(ref, key)
     final_dir = Path(run.data.tags.get("final_dir", ""))
     if (final_dir / FINAL_MODEL_INFO).is_file():
         return final_dir
@@ -45,5 +45,5 @@ def run_output(ref: str) -> Path:
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model"))
     except Exception:
-        raise WorkbenchError(f"model.from_run: run {run.info.run_id} has no final model on disk "
+        raise WorkbenchError(f"{key}: run {run.info.run_id} has no final model on disk "
                              f"({final_dir}) or in its artifacts") from None

@@ -144,7 +144,7 @@ def read_config(source: str, cfg):
             raise WorkbenchError(f"{local}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     try:
         return AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # transformers and huggingface_hub raise assorted types for a config they refuse
         if Path(source).is_dir():
             raise WorkbenchError(f"{local}: transformers cannot read it: {str(exc).splitlines()[0]}") from None
         return None

@@ -52,6 +52,8 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     else:
         source = resolve_source(base_model.name, base_model.seed)
         config, from_adapter = check_loadable(base_model, source), False
+        if Path(source).is_dir():
+            check_model_files(Path(source), base_model)
     facts = check_architecture(recipe, config) if config is not None else {}
     facts["base_is_adapter"] = from_adapter
     facts["contamination"] = eval_contamination(recipe)
@@ -116,6 +118,22 @@ def eval_contamination(recipe) -> dict[str, tuple[int, int]]:
     return {shown(path): value for path, value in counts.items()}
 
 
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_files(folder: Path, cfg) -> None:
+    """A local model directory must hold weights and a tokenizer that loads (read here, not after a run opened)."""
+    if not any((folder / name).is_file() for name in WEIGHTS):
+        raise WorkbenchError(f"model.name: {folder} holds no weights (expected one of {', '.join(WEIGHTS)})")
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(str(folder), trust_remote_code=cfg.trust_remote_code)
+    except Exception as exc:  # tokenizers raise assorted types for a broken tokenizer.json / vocab
+        raise WorkbenchError(f"model.name: the tokenizer in {folder} does not load: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
 def check_output_dir(path: Path) -> None:
     """A new run never writes into a folder that holds another run's work (that would be lost)."""
     info = path / "run.json"
@@ -178,9 +196,10 @@ def _meta_model(recipe, config):
     try:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config, **kwargs)
-    except (ImportError, ValueError) as exc:
-        key = "model.attn_implementation" if recipe.model.attn_implementation else "model.name"
-        raise WorkbenchError(f"{key}: transformers cannot build this model here: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # the user's config.json decides what runs here: report it, whatever it raised
+        key = "model.attn_implementation" if isinstance(exc, ImportError) or "ttention" in str(exc) else "model.name"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WorkbenchError(f"{key}: transformers cannot build this model here: {first}") from None
 
 
 def _check_modules_to_save(model, names) -> None:

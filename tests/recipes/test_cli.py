@@ -46,6 +46,27 @@ def _broken_model_dir(tmp_path):
     return folder
 
 
+def _model_dir(tmp_path, name, drop=(), edit=None):
+    """A copy of the tiny preset's files with some left out or one rewritten."""
+    import shutil
+
+    from workbench.model import preset_dir
+
+    folder = tmp_path / name
+    shutil.copytree(preset_dir("deepseek-v3-tiny", 0), folder, ignore=shutil.ignore_patterns(*drop))
+    if edit:
+        file, text = edit
+        (folder / file).write_text(text)
+    return folder
+
+
+def _bad_config_values(tmp_path):
+    from workbench.model import preset_dir
+
+    config = json.loads((preset_dir("deepseek-v3-tiny", 0) / "config.json").read_text())
+    return _model_dir(tmp_path, "bad-values", edit=("config.json", json.dumps({**config, "hidden_size": "big"})))
+
+
 def _finished_run_dir(tmp_path):
     folder = tmp_path / "done"
     folder.mkdir()
@@ -61,6 +82,7 @@ def _latin1(tmp_path, name):
     return path
 
 
+BROKEN_JSON = '{"version": '
 # (overrides or a callable building them from tmp_path, the words the one-line error must contain)
 FINETUNE_BAD = [
     (["train.lr_scheduler=cosine_typo"], "train.lr_scheduler: must be one of linear, cosine"),
@@ -74,6 +96,9 @@ FINETUNE_BAD = [
     (["data.train=data/legal/missing.jsonl"], "data.train: file not found"),
     (["model.from_run=0123456789abcdef0123456789abcdef"], "model.from_run: no run with id 0123456789abcdef"),
     (lambda tmp: [f"model.name={_broken_model_dir(tmp)}"], "config.json: not valid JSON (line 1"),
+    (lambda tmp: [f"model.name={_model_dir(tmp, 'no-weights', drop=['*.safetensors'])}"], "holds no weights"),
+    (lambda tmp: [f"model.name={_model_dir(tmp, 'bad-tok', edit=('tokenizer.json', BROKEN_JSON))}"], "the tokenizer in"),
+    (lambda tmp: [f"model.name={_bad_config_values(tmp)}"], "config.json: transformers cannot read it: Validation error"),
     (lambda tmp: [f"data.train={_latin1(tmp, 'rows.jsonl')}"], "rows.jsonl: not UTF-8 text: byte 0xe0 at offset"),
     (lambda tmp: [f"train.output_dir={_finished_run_dir(tmp)}"], "already holds a finished run"),
     (lambda tmp: [f"track.tracking_uri=sqlite:///{tmp}/no/such/folder/m.db"], "track.tracking_uri: the folder"),
@@ -120,6 +145,8 @@ def test_validate_rejects_what_finetune_rejects(tmp_path, capsys):
     (["estimate", "legal", "--gpus", "0"], "--gpus must be > 0, got 0"),
     (["schedule", "--suite", "legal", "--every", "-5"], "--every must be > 0, got -5"),
     (["apply-patch", "/no/such/dir", "--out", "x"], "no expert_patch.json here"),
+    (["apply-patch", "/no/such/dir", "--out", "README.md"], "--out README.md exists and is not a folder"),
+    (["export", "no-such-experiment"], "export: no finished run in experiment 'no-such-experiment'"),
     (["finetune"], "the following arguments are required: recipe"),
     (["nope"], "invalid choice: 'nope'"),
 ])
