@@ -201,8 +201,8 @@ class RoutingRecorder:
                                                             self.entropy, real)
             if training and self.seq_aux_alpha > 0:
                 batch = args[0].shape[0] if args[0].dim() == 3 else 1  # the MoE block's (batch, seq, hidden)
-                sequence_ids = self.forward_tokens.sequence_ids(tokens, batch, router_logits.device)
-                self.seq_aux_terms.append(sequence_balance_loss(router_logits, topk_indices, sequence_ids, module.top_k))
+                ids = self.forward_tokens.sequence_ids(tokens, batch, router_logits.device)  # (tokens,)
+                self.seq_aux_terms.append(sequence_balance_loss(router_logits, topk_indices, ids, module.top_k))
         return hook
 
     def take(self, which: str = "train") -> Bucket:
