@@ -51,8 +51,9 @@ connect to a host listener on 127.0.0.1 refused, uid, CapEff/CapPrm/CapBnd, NoNe
                   but with empty effective, permitted, inheritable and bounding capability sets.
   "none"          no namespaces: rlimits, a temp cwd, a clean environment, capabilities dropped. Files the
                   caller may write stay writable, the network is reachable: below the minimum.
-In every method the bootstrap clears the bounding and ambient sets, drops to the run's uid where there is
-one, clears all capabilities and sets no_new_privs before the program's first line.
+In every method the bootstrap empties the bounding set (where it may: an unprivileged caller's "none" keeps
+it, harmless under no_new_privs) and the ambient set, drops to the run's uid where there is one, clears all
+capabilities and sets no_new_privs before the program's first line.
 The minimum (`require_minimum`): no network (own network namespace), not privileged inside (uid 0 with any
 capability), and no write outside the scratch dir (/, the project dir, a remount of /). Code tasks refuse to
 run below it unless the caller opts in (`run_suite(..., unsafe_weak_sandbox=True)`, `--unsafe-weak-sandbox`).
@@ -60,6 +61,8 @@ run below it unless the caller opts in (`run_suite(..., unsafe_weak_sandbox=True
 Not contained even in "bwrap": reading world-readable files outside the hidden directories (e.g. the
 project source), CPU and memory beyond the rlimits (no cgroups: RLIMIT_AS is per process, so up to
 max_processes x memory_bytes in total), filesystem unix sockets under a visible path, and kernel exploits.
+As root (no user namespace of the sandbox's own to disable them in) the program may still create a user
+namespace, as any uid may; the mounts it inherits there stay locked (tests/unit/test_sandbox.py tries).
 A status of "memory" is inferred from MemoryError in stderr.
 """
 

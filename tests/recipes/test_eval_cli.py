@@ -163,32 +163,27 @@ def code_suite(monkeypatch):
     monkeypatch.setattr(eval_tasks, "load_suites", lambda: {"tasks": real["tasks"], "suites": suites})
 
 
-def test_workbench_eval_prints_and_tags_the_isolation_code_ran_under(code_suite, tiny_final_dir, tmp_path,
-                                                                     monkeypatch, capsys):
+def test_code_tasks_refuse_a_weak_sandbox_unless_opted_in_and_the_run_is_tagged(code_suite, tiny_final_dir, tmp_path,
+                                                                                monkeypatch, capsys):
+    """One generation in all (the whole smoke suite takes minutes on a busy machine); with the real sandbox
+    the same line is what test_scores_equal_lm_eval_cli_for_every_local_task checks in run_suite's result."""
     from workbench.cli import main
 
     client, run_id = _finished_run(tmp_path, monkeypatch, tiny_final_dir)
-    assert main(["eval", run_id, "--suite", "code"]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    line = isolation_summary()
-    assert f"sandbox for humaneval_local: {line}" in printed and "BELOW" not in line
-    assert client.get_run(run_id).data.tags["eval.code.sandbox"] == line
-
-
-def test_code_tasks_refuse_a_sandbox_below_the_minimum_unless_opted_in(code_suite, monkeypatch, capsys):
-    from workbench.cli import main
-
     monkeypatch.setenv("WORKBENCH_SANDBOX", "none")  # no namespaces: network reachable, / writable as root
     isolation.cache_clear()
     try:
-        assert main(["eval", "deepseek-v3-tiny", "--suite", "code"]) == 2
+        assert main(["eval", run_id, "--suite", "code"]) == 2
         error = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading messages
         assert error.startswith("error: the code sandbox is below its minimum (network reachable")
         assert "--unsafe-weak-sandbox" in error
-        assert main(["eval", "deepseek-v3-tiny", "--suite", "code", "--unsafe-weak-sandbox"]) == 0
-        printed = capsys.readouterr().out
-        assert "sandbox for humaneval_local: none: no namespaces;" in printed and "BELOW THE MINIMUM" in printed
+        assert main(["eval", run_id, "--suite", "code", "--unsafe-weak-sandbox"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        line = isolation_summary()
+        assert line.startswith("none: no namespaces;") and "BELOW THE MINIMUM" in line
+        assert f"sandbox for humaneval_local: {line}" in printed
         assert "humaneval/pass_at_1_create_test  0.0000" in printed
+        assert client.get_run(run_id).data.tags["eval.code.sandbox"] == line
     finally:
         monkeypatch.delenv("WORKBENCH_SANDBOX")
         isolation.cache_clear()

@@ -92,14 +92,14 @@ def group(programs: list[str], tests: list | None = None, limits: SandboxLimits 
 # ---- the hostile programs of one batch -------------------------------------------------------------------
 
 ESCAPE = r"""
-import ctypes, json, os
+import ctypes, json, os, subprocess
 libc = ctypes.CDLL(None, use_errno=True)
 report = {}
 
 def attempt(name, call):
     try:
-        refused = call() not in (None, 0)  # libc calls return -1 on failure
-        report[name] = f"refused (errno {ctypes.get_errno()})" if refused else "done"
+        returned = call()  # libc calls return -1 on failure, sh its exit status
+        report[name] = f"refused (returned {returned}, errno {ctypes.get_errno()})" if returned not in (None, 0) else "done"
     except OSError as error:
         report[name] = f"refused ({error.strerror})"
 
@@ -117,6 +117,7 @@ if nested:
 for path in __TARGETS__:
     attempt(f"write {path}", lambda: open(path, "w").write("pwned"))
 attempt("delete __SENTINEL__", lambda: os.remove("__SENTINEL__"))
+attempt("shell write __SHELL__", lambda: subprocess.run(["sh", "-c", "echo pwned > __SHELL__"]).returncode)
 report["listings"] = {d: sorted(os.listdir(d)) for d in ("/home", "/root")}
 print(json.dumps(report))
 """
@@ -233,7 +234,7 @@ def host_targets():
         home_file.write_text("visible to everyone on the host")
         home_file.chmod(0o644)
     targets = [f"/wb-sandbox-escape-{tag}", str(outside / "escaped.txt"), str(host_tmp / "escaped.txt"),
-               str(ROOT / f".wb-sandbox-escape-{tag}")]
+               str(ROOT / f".wb-sandbox-escape-{tag}"), str(outside / "from-a-shell.txt")]  # the last: by sh
     tcp = socket.create_server(("127.0.0.1", 0))
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(f"\0wb-sandbox-test-{tag}")
@@ -255,7 +256,8 @@ def host_targets():
 
 
 def _batch_programs(host: dict, problem: dict) -> list[tuple[str, str | None]]:
-    escape = ESCAPE.replace("__TARGETS__", repr(host["targets"])).replace("__SENTINEL__", str(host["sentinel"]))
+    escape = (ESCAPE.replace("__TARGETS__", repr(host["targets"][:-1])).replace("__SENTINEL__", str(host["sentinel"]))
+              .replace("__SHELL__", host["targets"][-1]))
     network = NETWORK.replace("__PORT__", str(host["tcp"].getsockname()[1])).replace("__ABSTRACT__", f"wb-sandbox-test-{host['tag']}")
     tests = sandbox.humaneval_tests(problem)
     endings = [(problem["prompt"] + problem["canonical_solution"] + "\n" + code + "\n", tests) for code, _ in ENDINGS.values()]
@@ -315,7 +317,7 @@ def test_writes_outside_the_scratch_dir_fail_even_after_remount_or_unmount(batte
     result = battery["escape"]
     report = _json(result)
     tried = {name: outcome for name, outcome in report.items() if name not in ("listings", "nested user namespace")}
-    assert len(tried) >= 9 and all(outcome.startswith("refused") for outcome in tried.values()), tried
+    assert len(tried) >= 10 and all(outcome.startswith("refused") for outcome in tried.values()), tried
     if battery["method"] == "bwrap" and battery["user"] == "nobody":
         assert report["nested user namespace"] == "refused"  # --disable-userns
     assert battery["host"]["targets_exist"] == [] and battery["host"]["sentinel"] == "keep me"
