@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from workbench.moe.control import esft_select, profile_routing
+from workbench.moe.control import esft_scores, esft_select, profile_routing, select_experts
 from workbench.moe.plugin import MoeCallback
 from workbench.moe.routing import RoutingRecorder, find_routers, real_token_mask
 
@@ -127,24 +127,26 @@ def test_esft_profile_and_selection_ignore_batching_and_padding_side(tiny):
     texts = [" ".join(words[: 2 + (7 * i) % 9] * (1 + i % 3)) for i in range(9)]  # 2 to 30 words
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     assert max(lengths) > 2 * min(lengths)  # batches of 4 carry a lot of padding
+    top_k = model.config.num_experts_per_tok
+
+    def selections(bucket):
+        return {scoring: select_experts(esft_scores(bucket, top_k, scoring), 0.5) for scoring in ("token", "gate")}
+
     side = tokenizer.padding_side
     try:
         base, _ = profile_routing(model, tokenizer, texts, batch_size=1)
-        selections = {}
-        for scoring in ("token", "gate"):
-            selections[scoring] = esft_select(model, tokenizer, texts, SimpleNamespace(esft=scoring, esft_top_p=0.5), 1)
         for padding_side in ("right", "left"):
             tokenizer.padding_side = padding_side
             bucket, _ = profile_routing(model, tokenizer, texts, batch_size=4)
             assert torch.equal(bucket.tokens, base.tokens) and bucket.tokens[0] == sum(lengths), padding_side
             assert torch.equal(bucket.loads, base.loads), padding_side
             torch.testing.assert_close(bucket.gate_sums, base.gate_sums, rtol=1e-5, atol=1e-5)
-            for scoring, selection in selections.items():
-                cfg = SimpleNamespace(esft=scoring, esft_top_p=0.5)
-                assert esft_select(model, tokenizer, texts, cfg, batch_size=4) == selection, (padding_side, scoring)
+            assert selections(bucket) == selections(base), padding_side
+        chosen = esft_select(model, tokenizer, texts, SimpleNamespace(esft="token", esft_top_p=0.5), batch_size=4)
     finally:
         tokenizer.padding_side = side
-    assert all(experts for selection in selections.values() for experts in selection.values())
+    assert list(chosen.values()) == selections(base)["token"]  # the recipe path: left-padded batches of 4
+    assert all(chosen.values())
 
 
 def test_aux_free_step_from_a_padded_batch_equals_the_unpadded_rows(tiny, tmp_path):

@@ -78,13 +78,16 @@ def select_experts(scores: torch.Tensor, top_p: float) -> list[list[int]]:
     return selection
 
 
+def esft_scores(bucket, top_k: int, scoring: str) -> torch.Tensor:
+    """(layers, E) ESFT expert scores from a routing profile: `gate` or `token` (see the module docstring)."""
+    if scoring == "gate":
+        return bucket.gate_sums / bucket.tokens[:, None].clamp_min(1)  # average gate weight per real token
+    return bucket.loads / (bucket.tokens[:, None] * top_k).clamp_min(1)  # token selection ratio
+
+
 def esft_select(model, tokenizer, texts: list[str], cfg, batch_size: int = 8) -> dict[int, list[int]]:
     bucket, layers = profile_routing(model, tokenizer, texts, batch_size=batch_size)
-    top_k = find_routers(model)[0][1].top_k
-    if cfg.esft == "gate":
-        scores = bucket.gate_sums / bucket.tokens[:, None].clamp_min(1)  # average gate weight per real token
-    else:
-        scores = bucket.loads / (bucket.tokens[:, None] * top_k).clamp_min(1)  # token selection ratio
+    scores = esft_scores(bucket, find_routers(model)[0][1].top_k, cfg.esft)
     return dict(zip(layers, select_experts(scores, cfg.esft_top_p)))
 
 
