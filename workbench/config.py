@@ -20,7 +20,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from workbench.errors import WorkbenchError
-from workbench.eval_tasks import suite_names
+from workbench.eval_tasks import check_suite_ref
 from workbench.files import read_text
 from workbench.moe.targets import known_targets
 from workbench.paths import project_root, recipes_dir
@@ -76,7 +76,7 @@ def _folder(name):
 
 Names = Annotated[tuple[Text, ...], BeforeValidator(_listed)]
 Targets = Annotated[tuple[Annotated[Text, _member(known_targets, "target")], ...], BeforeValidator(_listed)]
-Suite = Annotated[OptText, _member(suite_names, "suite")]
+Suite = Annotated[OptText, AfterValidator(lambda v: v if v is None else check_suite_ref(v))]  # a suite or a questions file
 
 
 class Section(BaseModel):

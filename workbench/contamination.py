@@ -225,12 +225,15 @@ def task_data_files(task: str, manager=None) -> list[Path]:
 
 
 def suite_data_files(suite: str, source: str = "local") -> list[Path]:
-    """The local data files every task of an eval suite (evals/suites.yaml) reads, without repeats."""
+    """The local data files every task of an eval suite (evals/suites.yaml, or an own questions file) reads,
+    without repeats; an own questions file counts as itself and its few-shot file, not the task's copy of them."""
     from workbench.eval_tasks import suite_tasks, task_manager
+    from workbench.own_evals import question_files
 
     tasks = suite_tasks(suite, source)
-    manager = task_manager()
-    return list(dict.fromkeys(p for t in tasks for p in task_data_files(t.task, manager)))
+    manager = task_manager(()) if any(not t.questions for t in tasks) else None
+    files = [p for t in tasks for p in (question_files(t.questions) if t.questions else task_data_files(t.task, manager))]
+    return list(dict.fromkeys(files))
 
 
 def render(report: Report) -> str:

