@@ -55,8 +55,9 @@ PRESETS = {"deepseek-v3-tiny": deepseek_v3_tiny}
 
 
 def tokenizer_corpus() -> list[Path]:
-    """The shipped training text the embedded tokenizer learns from (held-out test sets excluded)."""
-    return sorted(p for p in (project_root() / "data").rglob("*.jsonl") if not p.name.startswith("mc_"))
+    """The shipped legal training text the embedded tokenizer learns from (held-out test sets excluded). Only
+    data/legal/: another data folder (data/vet/) would change the tokenizer, hence every legal recipe's numbers."""
+    return sorted(p for p in (project_root() / "data" / "legal").rglob("*.jsonl") if not p.name.startswith("mc_"))
 
 
 def preset_dir(name: str, seed: int) -> Path:
