@@ -1,5 +1,5 @@
 # The front door. Every target installs what it needs on first use (`make setup` does only that).
-#   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1]
+#   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1] [VERBOSE=1]   (VERBOSE: library warnings too)
 #   make finetune RECIPE=moonlight-legal GPUS=4 [NODES=2 HOSTFILE=hostfile]   (DeepSpeed launcher; no GPUS: one process)
 #   make estimate RECIPE=deepseek-v3-legal GPUS=8 NODES=4 [GPU_MEMORY=80]    (memory per GPU and host, no weights)
 #   make validate RECIPE=legal
@@ -15,6 +15,7 @@ STAMP := $(VENV)/.installed
 RECIPE ?= legal
 OVERRIDES ?=
 RESUME ?=
+VERBOSE ?=
 TARGET ?= deepseek-v3-tiny
 SUITE ?= standard
 LIMIT ?=
@@ -52,7 +53,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 finetune: $(STAMP)
 	$(if $(and $(MULTI_NODE),$(if $(HOSTFILE),,missing)),$(error NODES=$(NODES) needs HOSTFILE=<file listing "host slots=N" per node>))
-	$(LAUNCH) finetune $(RECIPE) $(OVERRIDES) $(if $(RESUME),--resume,$(if $(GPUS),track.run_name=$(RUN_NAME)))
+	$(LAUNCH) finetune $(RECIPE) $(OVERRIDES) $(if $(RESUME),--resume,$(if $(GPUS),track.run_name=$(RUN_NAME))) $(if $(VERBOSE),-v)
 
 estimate: $(STAMP)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} $(VENV)/bin/workbench estimate $(RECIPE) $(OVERRIDES) --gpus $(or $(GPUS),1) --nodes $(NODES) --gpu-memory $(GPU_MEMORY)

@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     finetune.add_argument("recipe", help="recipe name under recipes/ or a YAML path")
     finetune.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     finetune.add_argument("--resume", action="store_true", help="continue the newest unfinished run")
+    finetune.add_argument("-v", "--verbose", action="store_true", help="show the libraries' warnings and logs too")
     validate = sub.add_parser("validate", help="check a recipe and its data without training")
     validate.add_argument("recipe")
     validate.add_argument("overrides", nargs="*")
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="rows per task (overrides the suite's limits)")
     evaluate.add_argument("--source", default="local", help="local (offline data, default) or hub")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("-v", "--verbose", action="store_true", help="show the libraries' warnings and logs too")
     evaluate.add_argument("--unsafe-weak-sandbox", action="store_true",
                           help="run code tasks even under a sandbox below the minimum isolation (unsafe)")
     schedule = sub.add_parser("schedule", help="evaluate finished runs that lack a suite's results, on a schedule")
@@ -71,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="ride out a tracking-store / claims-database outage this long before a tick stops")
     schedule.add_argument("--unsafe-weak-sandbox", action="store_true",
                           help="run code tasks even under a sandbox below the minimum isolation (unsafe)")
+    runs = sub.add_parser("runs", help="recent runs as a table (name, status, method, key metrics, id)")
+    runs.add_argument("recipe", nargs="?", help="only this recipe's runs (its MLflow experiment)")
+    runs.add_argument("--limit", type=int, default=20, help="at most N runs, newest first")
+    show = sub.add_parser("show", help="one run's summary: what it trained, its scores, where its files are")
+    show.add_argument("run", help="MLflow run id (or its first 8 characters), or an experiment name for its newest run")
     estimate = sub.add_parser("estimate", help="memory per GPU and host for a recipe (no weights needed)")
     estimate.add_argument("recipe")
     estimate.add_argument("overrides", nargs="*")
@@ -88,19 +95,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_finetune(args) -> int:
+    import time
+
+    from workbench import console
     from workbench.config import load_recipe
     from workbench.run import build
+    from workbench.run_report import describe, summarize
 
+    start = time.perf_counter()
     recipe = load_recipe(args.recipe, args.overrides)
     run = build(recipe, resume=args.resume)
+    main_process = run.tracker.run_id is not None  # ranks other than 0 of a multi-process job stay quiet
     try:
+        if main_process:
+            console.header(describe(run))
         run.train()
+        if main_process:
+            summarize(run, time.perf_counter() - start)
     finally:
         run.close()
-    if run.tracker.run_id is None:  # ranks other than 0 of a multi-process job
-        return 0
-    print(f"Finished {recipe.name} ({recipe.method.name}). Tracking store: {run.tracker.uri}")
-    print(f"run_id={run.tracker.run_id} output_dir={run.output_dir}")
+    if main_process:
+        print(f"run_id={run.tracker.run_id} output_dir={run.output_dir}")
     return 0
 
 
@@ -212,9 +227,23 @@ def cmd_contamination(args) -> int:
     return 0 if report.clean else 1
 
 
+def cmd_runs(args) -> int:
+    from workbench.runs import list_runs
+
+    list_runs(args.recipe, limit=args.limit)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from workbench.runs import show_run
+
+    show_run(args.run)
+    return 0
+
+
 COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
             "apply-patch": cmd_apply_patch, "schedule": cmd_schedule,
-            "estimate": cmd_estimate, "contamination": cmd_contamination}
+            "estimate": cmd_estimate, "contamination": cmd_contamination, "runs": cmd_runs, "show": cmd_show}
 
 
 POSITIVE = ("limit", "batch_size", "tolerance", "gpus", "nodes", "gpu_memory", "every", "lease", "max_runs",
@@ -232,15 +261,25 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
     args = _parser().parse_args(argv)
+    errors = sys.stderr  # the workbench's own one-line errors always reach the person
+    if args.command in ("finetune", "eval"):  # library warnings and progress bars go to the run's log instead
+        from workbench import console
+
+        console.capture_library_output(verbose=args.verbose)
     try:
         _check_numbers(args)
         return COMMANDS[args.command](args)
     except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=errors)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume", file=sys.stderr)
+        print("interrupted: resume with --resume", file=errors)
         return 130
+    finally:
+        if sys.stderr is not errors and args.command in ("finetune", "eval"):
+            from workbench import console
+
+            console.release(errors)
 
 
 if __name__ == "__main__":

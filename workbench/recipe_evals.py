@@ -15,7 +15,8 @@ exact_match) the same questions before and after are compared with an exact sign
 import json
 from pathlib import Path
 
-from workbench.evaluate import format_scores, log_to_run, run_suite
+from workbench import console
+from workbench.evaluate import log_to_run, run_suite, score_name
 
 BASE_SCORES = "base_scores.json"
 
@@ -27,7 +28,10 @@ class RecipeEvals:
         self.suites = [s for s in dict.fromkeys((cfg.suite, cfg.retention_suite)) if s]
         self.skipped = skipped if self.suites else None  # why suites cannot run in this process (ZeRO-3, ranks)
         self.base_scores: dict[str, float] = {}
+        self.tuned_scores: dict[str, float] = {}
         self.base_results: dict[str, dict] = {}  # suite -> run_suite result (samples for the sign tests)
+        self.comparisons: dict[str, object] = {}  # score name -> workbench.significance.SignTest
+        self.retention: str | None = None  # the gate's verdict, in words
 
     def before(self, model, tokenizer, resumed: bool = False) -> None:
         if self.skipped and self.main:
@@ -38,7 +42,7 @@ class RecipeEvals:
         if resumed:
             self.base_scores = self._stored_scores()
             if self.base_scores:
-                print(f"Scores before training: {len(self.base_scores)} reused from the run's first evaluation")
+                console.say(f"Scores before training: {len(self.base_scores)} reused from the run's first evaluation")
             return
         self.base_results = self._run(model, tokenizer, "base")
         self.base_scores = {k: v for r in self.base_results.values() for k, v in r["scores"].items()}
@@ -47,14 +51,15 @@ class RecipeEvals:
 
     def after(self, model, tokenizer) -> None:
         tuned_results = {} if self.skipped else self._run(model, tokenizer, "eval")
-        tuned = {k: v for r in tuned_results.values() for k, v in r["scores"].items()}
+        self.tuned_scores = tuned = {k: v for r in tuned_results.values() for k, v in r["scores"].items()}
         for suite, result in tuned_results.items():
             self._compare(suite, result)
         if self.cfg.retention_suite and self.main:
             from workbench.retention import retention_gate
 
-            retention_gate(self.tracker, self.base_scores, tuned, self.cfg,
-                           why_unknown=self.skipped or "the run was resumed before its first evaluation was stored")
+            verdict = retention_gate(self.tracker, self.base_scores, tuned, self.cfg,
+                                     why_unknown=self.skipped or "the run was resumed before its first evaluation was stored")
+            self.retention = f"{verdict} (suite {self.cfg.retention_suite}, allowed drop {self.cfg.retention_tolerance})"
 
     def _run(self, model, tokenizer, prefix: str) -> dict[str, dict]:
         model = model.get_base_model() if hasattr(model, "get_base_model") else model  # adapters stay active
@@ -62,11 +67,11 @@ class RecipeEvals:
         model.eval()
         results = {}
         for suite in self.suites:
-            print(f"Evaluating suite '{suite}' ({'before' if prefix == 'base' else 'after'} training)...")
-            results[suite] = run_suite(model, tokenizer, suite, limit=self.cfg.limit, batch_size=self.cfg.batch_size,
-                                       **_sandbox_opt_in(self.cfg))
+            with console.phase(f"Evaluating suite '{suite}' {'before' if prefix == 'base' else 'after'} training"):
+                results[suite] = run_suite(model, tokenizer, suite, limit=self.cfg.limit, batch_size=self.cfg.batch_size,
+                                           **_sandbox_opt_in(self.cfg))
             log_to_run(self.tracker.run_id, results[suite], prefix=prefix, tracking_uri=self.tracker.uri)
-            print(format_scores(results[suite]))
+            console.say("  " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(results[suite]["scores"].items())))
         model.train(was_training)
         return results
 
@@ -95,6 +100,7 @@ class RecipeEvals:
         from workbench.significance import paired_sign_test
 
         metrics = {}
+        names = {t["task"] + ("_chat" if t["chat"] else ""): t["name"] for t in tuned["results"]["workbench"]["tasks"]}
         for task, samples in tuned.get("samples", {}).items():
             base = self._base_samples(suite, task)
             if not base:
@@ -107,11 +113,10 @@ class RecipeEvals:
                     test = paired_sign_test(base, samples, metric=metric, filter_name=filter_name)
                 except WorkbenchError:  # a score that is not right/wrong per question (e.g. pass@k over repeats)
                     continue
-                name = f"compare/{task}/{metric}_{filter_name}".replace("@", "_at_")
+                name = f"compare/{score_name(names.get(task, task), key)}"  # compare/<benchmark>/<metric>
                 metrics.update({f"{name}/improved": test.n_improved, f"{name}/worsened": test.n_worsened,
                                 f"{name}/p_value": test.p_value})
-                print(f"{task} {metric}: {test.n_improved} questions right after training that were wrong before, "
-                      f"{test.n_worsened} the other way; sign test p = {test.p_value:.3g}")
+                self.comparisons[score_name(names.get(task, task), key)] = test
         if metrics and self.main:
             self.tracker.mlflow.log_metrics(metrics, step=0)
 

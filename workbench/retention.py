@@ -38,5 +38,5 @@ def retention_gate(tracker, base: dict[str, float], tuned: dict[str, float], cfg
         return verdict
     print(f"Retention gate: {verdict} - general skills of suite '{suite}' were {'kept' if verdict == 'pass' else 'LOST'} "
           f"(allowed drop {cfg.retention_tolerance}):")
-    print("\n".join(lines))
+    print("\n".join(lines if verdict == "fail" else [line for line in lines if "dropped" in line] or lines[:5]))
     return verdict

@@ -33,6 +33,7 @@ class Run:
     resume_from: str | None = None
     moe: object | None = None
     esft_selection: dict | None = None
+    adapters: dict | None = None  # LoRA adapters each group really got (shown in the header)
     reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
     evals: object | None = None  # workbench.recipe_evals.RecipeEvals
     distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
@@ -96,6 +97,10 @@ class Run:
         self.tracker.log_metrics({f"export_reference/{k}": v for k, v in facts.items()}, step=0, raw=True)
 
     def close(self):
+        from workbench import console
+
+        if console.log_path() is not None and console.log_path().is_file() and self.tracker.run_id:
+            self.tracker.log_artifact(console.log_path())  # the libraries' warnings, for when something looks off
         self.tracker.end("FINISHED" if self.status == "FINISHED" else "KILLED" if self.status == "RUNNING" else "FAILED")
 
 
@@ -159,6 +164,10 @@ def build(recipe, resume: bool = False) -> Run:
     track = tracker(recipe, run_name=output_dir.name, run_id=run_id) if main else _null_tracker()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            from workbench import console
+
+            console.attach_log(output_dir / "workbench.log")
         track.log_start(recipe, splits, output_dir)
         _record_contamination(checked.facts.get("contamination", {}), recipe, track)
         if base_model.from_run:
@@ -170,12 +179,12 @@ def build(recipe, resume: bool = False) -> Run:
         model, tokenizer = load_model(base_model)
         if keepalive is not None:
             _record_zero_init(model, track)
-        trainer, moe, selection = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
+        trainer, moe, selection, adapted = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
         evals, reference_texts = _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main)
     except BaseException:
         track.end("FAILED")
         raise
-    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals,
+    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
                reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
@@ -279,7 +288,6 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
         track.log_esft(selection, control.esft_restrict_lora(model, selection), total)
     if adapted:
         track.mlflow.log_params({f"peft.adapted.{k}": v for k, v in adapted.items()})
-        print(f"LoRA adapters: {', '.join(f'{k} {v}' for k, v in adapted.items())}")
     if ds_config and ds_config.get("zero_optimization", {}).get("stage") == 3:
         from workbench.distributed import register_moe_leaves
 
@@ -295,4 +303,7 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir)
-    return trainer, moe, selection
+    from workbench.console import replace_progress
+
+    replace_progress(trainer)
+    return trainer, moe, selection, adapted
