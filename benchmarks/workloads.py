@@ -4,7 +4,10 @@ Not run directly: `benchmarks/bench.py` starts `bench.py --child '<json spec>'` 
 run has its own process (its own peak RSS, no warm caches shared between runs). See bench.py for how to run.
 
 Measured inside the train loop only (a `TrainerCallback`), never model loading, tokenisation or eval:
-  step time     wall time between consecutive `on_step_end`s, after `warmup` steps
+  step time     wall time between consecutive `on_step_end`s, after `warmup` steps; CPU time of the process over
+                the same steps (tokens_per_cpu_s), which a busy machine moves far less than wall time
+  peak RSS      ru_maxrss when the training loop ends (peak_rss_train_mb), before what a run does after it (the
+                workbench saves the adapter and an export reference); bench.py adds the whole child's peak
   real tokens   input tokens that are not padding: `attention_mask == 1` for padded batches, every token of a
                 padding-free (packed) batch; loss tokens (`labels != -100`) are reported beside them
   model FLOPs   6 * active_params * real_tokens + attention, where attention for a sequence of s real tokens is
@@ -41,6 +44,7 @@ class StepTimer(TrainerCallback):
     def __init__(self, trainer, flops_per_token: float, attn_flops_coeff: float, cuda: bool):
         self.cuda, self.flops_per_token, self.attn_flops_coeff = cuda, flops_per_token, attn_flops_coeff
         self.ends: list[float] = []
+        self.cpu_ends: list[float] = []  # this process's CPU time: barely moved by other processes on a busy machine
         self.steps: list[dict] = []
         self._pending = {"tokens": 0, "loss_tokens": 0, "flops": 0.0, "losses": []}
         original = trainer.training_step
@@ -64,6 +68,7 @@ class StepTimer(TrainerCallback):
         if self.cuda:
             torch.cuda.synchronize()
         self.ends.append(time.perf_counter())
+        self.cpu_ends.append(time.process_time())
         pending = self._pending
         # Under gradient accumulation each micro-batch returns its share of the step's loss (scaled by the
         # step's token count or by 1/accumulation), so the step's loss is their sum.
@@ -72,17 +77,23 @@ class StepTimer(TrainerCallback):
                            "flops": pending["flops"], "loss": loss})
         self._pending = {"tokens": 0, "loss_tokens": 0, "flops": 0.0, "losses": []}
 
+    def on_train_end(self, args, state, control, **kwargs):
+        # The process's peak so far: the training loop's, before what a run does after it (saving, export checks)
+        self.train_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     def summary(self, warmup: int, peak_flops: float) -> dict:
         """Throughput over steps warmup+1..N (the first steps pay allocator and lazy-init costs)."""
         warmup = min(warmup, len(self.ends) - 2)
         timed = self.steps[warmup + 1:]
         seconds = self.ends[-1] - self.ends[warmup]
+        cpu_seconds = self.cpu_ends[-1] - self.cpu_ends[warmup]
         step_times = [b - a for a, b in zip(self.ends[warmup:], self.ends[warmup + 1:])]
         tokens, flops = sum(s["tokens"] for s in timed), sum(s["flops"] for s in timed)
         losses = [s["loss"] for s in self.steps]
         return {
             "steps": len(self.steps), "timed_steps": len(timed), "train_seconds": seconds,
-            "tokens_per_s": tokens / seconds, "loss_tokens_per_s": sum(s["loss_tokens"] for s in timed) / seconds,
+            "tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu_seconds,
+            "loss_tokens_per_s": sum(s["loss_tokens"] for s in timed) / seconds,
             "step_time_s": statistics.median(step_times), "tokens_per_step": tokens / len(timed),
             "model_tflops_per_s": flops / seconds / 1e12, "mfu": flops / seconds / peak_flops,
             "first_loss": losses[0], "final_loss": statistics.mean(losses[-5:]),  # mean of the last 5 steps
@@ -172,7 +183,8 @@ def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train, clock
     result["setup_s"], result["train_loop_s"] = setup_s, time.perf_counter() - CHILD_START - setup_s
     result.update(peak_flops=peak, active_params=active_params(base_model), threads=torch.get_num_threads(),
                   trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-                  rss_before_train_mb=rss_before_train, rss_at_train_end_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                  rss_before_train_mb=rss_before_train, peak_rss_train_mb=timer.train_peak_rss_mb,
+                  rss_after_train_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if cuda:
         result["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
     result.update(heldout_losses(trainer.model, tokenizer, eval_rows, cuda))
@@ -188,30 +200,58 @@ def _recipe_and_data(spec: dict):
     return recipe, load_dataset(recipe.data, recipe.method.name)
 
 
-def train_baseline(spec: dict, workdir: Path) -> dict:
-    """Plain TRL SFTTrainer with SFTConfig defaults; only CPU-required changes, plus the recipe's size, lr and LoRA."""
+# What a competent TRL user sets, each one flag away from the defaults, besides the recipe's schedule and no gradient
+# checkpointing on CPU (TRL's default recomputes activations: memory, not speed). Flags tried and not kept (slower
+# plain TRL, or a different loss) are bench.py's TUNED_CANDIDATES.
+TUNED = {"train_sampling_strategy": "group_by_length",  # rows of similar length per batch: less padding
+         "assistant_only_loss": True}  # the embedded chat template marks assistant turns with {% generation %}
+
+
+def baseline_args(spec: dict, recipe, workdir: Path, tuned: bool) -> dict:
+    """SFTConfig keyword arguments: TRL's defaults (changed only where CPU needs it), or tuned as a user would."""
+    train = recipe.train
+    device_changes = {} if spec["gpu"] else {"use_cpu": True, "bf16": False}  # TRL's bf16 default fails on CPU
+    args = dict(output_dir=str(workdir / "baseline"), max_steps=spec["steps"],
+                # the recipe's rows per optimizer step, in one batch (TRL's default: no accumulation)
+                per_device_train_batch_size=train.batch_size * train.grad_accum, max_length=train.max_length,
+                learning_rate=train.lr, seed=spec.get("seed", 42), **device_changes)
+    if tuned:
+        args.update(lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay,
+                    max_grad_norm=train.max_grad_norm, gradient_checkpointing=spec["gpu"], **TUNED)
+    return {**args, **spec.get("trl_args", {})}
+
+
+def baseline_trainer(spec: dict, workdir: Path, tuned: bool):
+    """(trainer, tokenizer, eval rows): plain TRL SFTTrainer on the recipe's model, data, size, lr and LoRA."""
     from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from workbench.config import ModelConfig
-    from workbench.model import load_model
+    from workbench.model import resolve_source, torch_dtype
 
     recipe, splits = _recipe_and_data({"overrides": spec.get("model_overrides", [])})
-    model, tokenizer = load_model(ModelConfig(name=recipe.model.name, seed=recipe.model.seed))
-    device_changes = {} if spec["gpu"] else {"use_cpu": True, "bf16": False}  # TRL's bf16 default fails on CPU
-    args = SFTConfig(output_dir=str(workdir / "baseline"), max_steps=spec["steps"],
-                     # the recipe's rows per optimizer step, in one batch (TRL's default: no accumulation)
-                     per_device_train_batch_size=recipe.train.batch_size * recipe.train.grad_accum,
-                     max_length=recipe.train.max_length,
-                     learning_rate=recipe.train.lr, seed=spec.get("seed", 42), **device_changes)
+    # Loaded as a plain transformers user would: the model's own kernel defaults (grouped_mm experts, sdpa attention
+    # on CPU), not the workbench's choices; spec["model_args"] passes a user's from_pretrained flags.
+    source = resolve_source(recipe.model.name, recipe.model.seed)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype("auto"), **spec.get("model_args", {}))
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    args = SFTConfig(**baseline_args(spec, recipe, workdir, tuned))
     peft = recipe.peft
     lora = LoraConfig(r=peft.r, lora_alpha=peft.alpha, lora_dropout=peft.dropout, target_modules=list(peft.target_modules),
                       modules_to_save=list(peft.modules_to_save) or None, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=splits.train, processing_class=tokenizer,
                          peft_config=lora if peft.type == "lora" else None)
-    result = _measure(trainer, spec, trainer.model, tokenizer, list(splits.eval), trainer.train)
+    return trainer, tokenizer, list(splits.eval)
+
+
+def train_baseline(spec: dict, workdir: Path) -> dict:
+    """Plain TRL: `baseline` with SFTConfig defaults, `baseline_tuned` with the flags a competent user sets."""
+    trainer, tokenizer, eval_rows = baseline_trainer(spec, workdir, tuned=spec["kind"] == "baseline_tuned")
+    result = _measure(trainer, spec, trainer.model, tokenizer, eval_rows, trainer.train)
+    args = trainer.args
     result.update(gradient_checkpointing=args.gradient_checkpointing, packing=args.packing,
-                  assistant_only_loss=args.assistant_only_loss, loss_scope="all tokens")
+                  assistant_only_loss=args.assistant_only_loss,
+                  loss_scope="assistant tokens" if args.assistant_only_loss else "all tokens")
     return result
 
 
@@ -317,7 +357,7 @@ def eval_throughput(spec: dict, workdir: Path) -> dict:
             "questions": sum(len(samples) for samples in out["samples"].values())}
 
 
-KINDS = {"baseline": train_baseline, "workbench": train_workbench, "sandbox": sandbox_throughput,
+KINDS = {"baseline": train_baseline, "baseline_tuned": train_baseline, "workbench": train_workbench, "sandbox": sandbox_throughput,
          "eval": eval_throughput}
 
 
