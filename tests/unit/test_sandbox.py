@@ -63,7 +63,9 @@ def nobody_copy():
     (folder / "workbench").mkdir()
     for name in ("__init__.py", "errors.py", "sandbox.py"):
         shutil.copy(ROOT / "workbench" / name, folder / "workbench" / name)
-    for path in [folder, folder / "workbench", *(folder / "workbench").iterdir()]:
+    shutil.copytree(ROOT / "workbench" / "sandboxed", folder / "workbench" / "sandboxed",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # the programs run inside the sandbox
+    for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
