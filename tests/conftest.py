@@ -77,3 +77,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def warning_marks():
+    """Marks of library output that the console keeps off the terminal (it goes to <run>/workbench.log)."""
+    return ("Warning", "warnings.warn", "[WARNING]", "is deprecated", "aggregation is not", "kwarg is not of type",
+            "it/s]", "examples/s]")
+
+
+@pytest.fixture
+def finetune_cli():
+    """finetune_cli(folder, *overrides, flags=()) -> CompletedProcess of `workbench finetune legal` in a subprocess,
+    its MLflow store (folder/m.db) and outputs (folder/out) under folder, as a user runs it with output to a file."""
+    import os
+    import subprocess
+    import sys
+
+    from workbench.paths import project_root
+
+    def run(folder, *args, flags=()):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        folder.mkdir(parents=True, exist_ok=True)
+        return subprocess.run([sys.executable, "-m", "workbench.cli", "finetune", "legal", *args,
+                               f"track.tracking_uri=sqlite:///{folder}/m.db", f"train.output_dir={folder}/out", *flags],
+                              capture_output=True, text=True, cwd=project_root(), env=env, timeout=1800)
+    return run
