@@ -129,11 +129,7 @@ def header(rows: dict[str, str]) -> None:
     table = Table.grid(padding=(0, 2))
     for key, value in rows.items():
         table.add_row(f"{key}", str(value))
-    _console().print(table, width=_width())
-
-
-def _width() -> int | None:
-    return None if interactive() else 160  # a log file has no terminal width: do not fold tables at 80
+    print_table(table)
 
 
 @contextmanager
@@ -245,4 +241,16 @@ def scores_table(rows: list[tuple[str, str, str, str]]) -> None:
         table.add_column(column, justify="right" if column in ("before", "after") else "left", no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    _console().print(table, width=_width())
+    print_table(table)
+
+
+def print_table(table) -> None:
+    """On a terminal as rich draws it; in a log file at 160 columns, without the padding that ends each row."""
+    console = _console()
+    if interactive():
+        console.print(table)
+        return
+    with console.capture() as captured:
+        console.print(table, width=160)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    console.file.flush()

@@ -61,7 +61,7 @@ def list_runs(recipe: str | None = None, limit: int = 20) -> list:
         loss = metrics.get("eval/loss")
         table.add_row(started, tags.get("recipe", ""), tags.get("mlflow.runName", ""), run.info.status,
                       tags.get("method", ""), "" if loss is None else f"{loss:.3f}", _headline(metrics), run.info.run_id)
-    console._console().print(table, width=console._width())
+    console.print_table(table)
     return runs
 
 
