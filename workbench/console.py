@@ -6,7 +6,7 @@
     console.header({"recipe": "legal", ...})
     console.replace_progress(trainer)                 # replaces transformers' progress bar and log-dict prints
     with console.phase("Evaluating legal_chat before training"): ...
-    console.summary([...])
+    console.scores_table([(score, before, after, change), ...])   # run_report.summarize prints the summary
 
 Output is drawn with rich. On a terminal the training bar redraws in place (steps, loss, eval loss, ETA);
 when the output is not a terminal (CI logs, `| tee`) it prints a few plain lines instead: one per eighth of
@@ -69,11 +69,8 @@ def capture_library_output(verbose: bool = False) -> None:
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed otherwise warns on stdout that it guessed
-    if _state["log"] is None and not verbose:
-        _state["log"] = LibraryLog()
-        sys.stderr = _state["log"]
-    elif _state["log"] is None:
-        _state["log"] = LibraryLog(echo=sys.__stderr__)
+    if _state["log"] is None:
+        _state["log"] = LibraryLog(echo=sys.__stderr__ if verbose else None)
         sys.stderr = _state["log"]
 
 
@@ -98,10 +95,6 @@ def attach_log(path: Path) -> Path | None:
 
 def log_path() -> Path | None:
     return _state["log_path"]
-
-
-def real_stderr():
-    return sys.__stderr__
 
 
 def _console():
@@ -242,6 +235,11 @@ def scores_table(rows: list[tuple[str, str, str, str]]) -> None:
     for row in rows:
         table.add_row(*row)
     print_table(table)
+
+
+def sign_test(improved: float, worsened: float, p_value: float) -> str:
+    """How a paired sign test reads in a scores table."""
+    return f"  ({improved:.0f} up, {worsened:.0f} down, sign test p = {p_value:.2g})"
 
 
 def print_table(table) -> None:

@@ -11,6 +11,7 @@ the tracker); nothing is recomputed.
 import math
 
 from workbench import console
+from workbench.dashboard_data import run_url
 
 
 def _params(n: int) -> str:
@@ -70,11 +71,12 @@ def _routing(run) -> str | None:
     if run.moe is None or not getattr(run.moe, "history", None):
         return None
     import numpy as np
+    import torch
 
-    loads = np.stack(run.moe.history).sum(0)  # (layers, E) over the whole run
-    mean = loads.mean(-1, keepdims=True)
-    max_over_mean = float((loads.max(-1) / np.maximum(mean[:, 0], 1e-12)).mean())
-    starved = float((loads < 0.1 * mean).mean())
+    from workbench.moe.routing import load_stats
+
+    stats = load_stats(torch.from_numpy(np.stack(run.moe.history).sum(0)))  # (layers, E) over the whole run
+    max_over_mean, starved = stats["max_over_mean"].mean().item(), stats["starved_share"].mean().item()
     balance = run.recipe.moe.balance
     return (f"expert load max/mean {max_over_mean:.2f} (1.0 is even), {starved:.1%} of experts starved, "
             f"balance {balance}")
@@ -87,7 +89,7 @@ def _score_rows(evals) -> list[tuple[str, str, str, str]]:
         change = "" if before is None or after is None else f"{after - before:+.3f}"
         test = evals.comparisons.get(name)
         if test is not None:
-            change += f"  ({test.n_improved} up, {test.n_worsened} down, sign test p = {test.p_value:.2g})"
+            change += console.sign_test(test.n_improved, test.n_worsened, test.p_value)
         rows.append((name, "-" if before is None else f"{before:.3f}", "-" if after is None else f"{after:.3f}", change))
     return rows
 
@@ -105,7 +107,7 @@ def summarize(run, seconds: float) -> None:
         say(f"  retention gate: {run.evals.retention}")
     if routing := _routing(run):
         say(f"  routing: {routing}")
-    experiment = run.tracker.mlflow.get_run(run.tracker.run_id).info.experiment_id
-    say(f"  see it: make mlflow, then http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run.tracker.run_id}")
+    url = run_url(run.tracker.run.info.experiment_id, run.tracker.run_id)
+    say(f"  see it: make mlflow, then {url}")
     say(f"          make dashboard, then http://127.0.0.1:8501/?page=compare&runs={run.tracker.run_id}")
     say(f"          workbench show {run.tracker.run_id}")

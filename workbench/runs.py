@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 
 from workbench import console
+from workbench.dashboard_data import score_keys
 from workbench.errors import WorkbenchError
 
 
@@ -33,12 +34,11 @@ def _experiments(client, recipe: str | None) -> list:
 
 
 def _headline(metrics: dict) -> str:
-    """The run's main score: the first eval/<task>/... score, with its value before training if there is one."""
-    for name in sorted(metrics):
-        if name.startswith("eval/") and name != "eval/loss" and "/" in name[5:]:
-            score = name[5:]
-            before = metrics.get(f"base/{score}")
-            return f"{score} {'' if before is None else f'{before:.3f} -> '}{metrics[name]:.3f}"
+    """The run's main score: the first eval/<task>/<metric> score, with its value before training if there is one."""
+    for name in score_keys(metrics):
+        score = name[5:]
+        before = metrics.get(f"base/{score}")
+        return f"{score} {'' if before is None else f'{before:.3f} -> '}{metrics[name]:.3f}"
     return ""
 
 
@@ -104,7 +104,7 @@ def show_run(ref: str) -> None:
         if key in tags:
             rows[key] = tags[key]
     console.header(rows)
-    scores = sorted({k.split("/", 1)[1] for k in metrics if k.startswith(("eval/", "base/")) and k != "eval/loss"})
+    scores = sorted({k.split("/", 1)[1] for k in score_keys(metrics) + score_keys(metrics, "base")})
     table = [(s, _value(metrics, f"base/{s}"), _value(metrics, f"eval/{s}"), _change(metrics, s)) for s in scores]
     if table:
         console.scores_table(table)
@@ -121,9 +121,7 @@ def _change(metrics: dict, score: str) -> str:
     if f"base/{score}" not in metrics or f"eval/{score}" not in metrics:
         return ""
     change = f"{metrics[f'eval/{score}'] - metrics[f'base/{score}']:+.3f}"
-    task, _, metric = score.partition("/")
-    for key in (f"compare/{task}/{metric}/p_value",):
-        if key in metrics:
-            up, down = metrics[f"compare/{task}/{metric}/improved"], metrics[f"compare/{task}/{metric}/worsened"]
-            change += f"  ({up:.0f} up, {down:.0f} down, sign test p = {metrics[key]:.2g})"
+    test = f"compare/{score}"
+    if f"{test}/p_value" in metrics:
+        change += console.sign_test(metrics[f"{test}/improved"], metrics[f"{test}/worsened"], metrics[f"{test}/p_value"])
     return change
