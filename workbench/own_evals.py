@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.files import read_text
 from workbench.paths import project_root
 
 SUFFIX = ".jsonl"
@@ -109,15 +108,10 @@ def read_questions(ref: str | Path) -> Questions:
 
 
 def _read_rows(path: Path, label: str) -> tuple[str, list[dict]]:
-    text = read_text(path, label)
+    from workbench.data import jsonl_rows
+
     kind, rows, first = None, [], 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{label}: row {number}: not valid JSON ({exc.msg})") from None
+    for number, row in jsonl_rows(path, label):
         where = f"{label}: row {number}"
         if not isinstance(row, dict):
             raise WorkbenchError(f"{where}: must be a JSON object with question and answer fields, "

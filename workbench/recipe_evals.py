@@ -113,10 +113,10 @@ class RecipeEvals:
                     test = paired_sign_test(base, samples, metric=metric, filter_name=filter_name)
                 except WorkbenchError:  # a score that is not right/wrong per question (e.g. pass@k over repeats)
                     continue
-                name = f"compare/{score_name(names.get(task, task), key)}"  # compare/<benchmark>/<metric>
-                metrics.update({f"{name}/improved": test.n_improved, f"{name}/worsened": test.n_worsened,
-                                f"{name}/p_value": test.p_value})
-                self.comparisons[score_name(names.get(task, task), key)] = test
+                score = score_name(names.get(task, task), key)  # <benchmark>/<metric>
+                metrics.update({f"compare/{score}/improved": test.n_improved,
+                                f"compare/{score}/worsened": test.n_worsened, f"compare/{score}/p_value": test.p_value})
+                self.comparisons[score] = test
         if metrics and self.main:
             self.tracker.mlflow.log_metrics(metrics, step=0)
 
