@@ -287,10 +287,7 @@ def build(args, workdir: Path):
         from workbench.config import load_recipe
         from workbench.run import build as build_run
 
-        overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
-                     "eval.suite=null", f"train.output_dir={workdir / 'run'}", f"train.seed={args.seed}",
-                     f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}", *args.overrides]
-        run = build_run(load_recipe(workloads.RECIPE, overrides))
+        run = build_run(load_recipe(workloads.RECIPE, workloads.workbench_overrides(spec, workdir)))
         return run.trainer, run.trainer.train, run.close
     trainer, _, _ = workloads.baseline_trainer(spec, workdir, tuned=args.variant == "baseline_tuned")
     return trainer, trainer.train, lambda: None

@@ -286,18 +286,21 @@ class TelemetryClock:
         return sum(seconds for stop, seconds in self.spans if start < stop <= end)
 
 
+def workbench_overrides(spec: dict, workdir: Path) -> list[str]:
+    """The recipe as it stands, for the spec's steps and seed, writing under workdir, plus the spec's overrides."""
+    return [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
+            "eval.suite=null",  # the recipe's lm-eval scores before/after: not part of the training loop
+            f"train.output_dir={workdir / 'workbench'}", f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+            f"train.seed={spec.get('seed', 42)}", *spec.get("model_overrides", []), *spec.get("overrides", [])]
+
+
 def train_workbench(spec: dict, workdir: Path) -> dict:
     """The legal recipe through `workbench.run.build`, with the spec's overrides; the train loop is timed."""
     from workbench.config import load_recipe
     from workbench.run import build
 
     clock = TelemetryClock()
-
-    overrides = [f"train.max_steps={spec['steps']}", "train.eval_steps=1000000", "track.log_model=false",
-                 "eval.suite=null",  # the recipe's lm-eval scores before/after: not part of the training loop
-                 f"train.output_dir={workdir / 'workbench'}", f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-                 f"train.seed={spec.get('seed', 42)}", *spec.get("model_overrides", []), *spec.get("overrides", [])]
-    recipe = load_recipe(RECIPE, overrides)
+    recipe = load_recipe(RECIPE, workbench_overrides(spec, workdir))
     run = build(recipe)
     try:
         trainer = run.trainer
