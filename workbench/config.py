@@ -107,12 +107,25 @@ class DataConfig(Section):
 
 
 class MethodConfig(Section):
-    name: Literal["sft", "dpo", "kto", "orpo"] = "sft"
-    beta: PosFloat = 0.1  # dpo/kto/orpo: strength of the preference term
+    name: Literal["sft", "dpo", "kto", "orpo", "distill"] = "sft"
+    beta: NonNegFloat = 0.1  # dpo/kto/orpo: strength of the preference term (> 0); distill: 0 forward KL ... 1 reverse KL
     loss_type: OptText = None  # dpo/kto: TRL's loss type (checked per method below)
     reference: Literal["adapter", "model"] = "adapter"  # dpo/kto: adapter-disabled model or a frozen copy
     desirable_weight: PosFloat = 1.0  # kto
     undesirable_weight: PosFloat = 1.0  # kto
+    on_policy_share: Annotated[Number, Field(ge=0, le=1)] = 0.0  # distill: share of batches the student samples itself
+    temperature: PosFloat = 1.0  # distill: softens both distributions in the loss; sampling temperature when on-policy
+    max_new_tokens: PosInt = 128  # distill: length of the student's on-policy completions
+    sft_weight: Annotated[Number, Field(ge=0, le=1)] = 0.0  # distill: weight of the answers' cross-entropy in the loss
+
+
+class TeacherConfig(ModelConfig):
+    """distill: the model the student learns from, named like `model:` (a preset, directory, hub id or a run)."""
+    name: OptText = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.name or self.from_run)
 
 
 class PeftConfig(Section):
@@ -136,6 +149,17 @@ class MoeConfig(Section):
     esft: Literal["none", "gate", "token"] = "none"  # expert-specialised tuning: score experts by gate or tokens
     esft_top_p: Annotated[Number, Field(gt=0, le=1)] = 0.2  # ESFT: per layer, the fewest experts reaching this share
     esft_profile_rows: PosInt = 128  # ESFT: training rows used to profile the base model's routing
+
+
+GROUPS = ("all", "attention", "router", "shared_experts", "routed_experts", "dense_mlp", "embeddings", "lm_head", "norms")
+
+
+class StageConfig(Section):
+    name: Text
+    share: Annotated[Number, Field(gt=0, le=1)]  # of the run's optimizer steps
+    train: Annotated[tuple[Literal[GROUPS], ...], BeforeValidator(_listed), Field(min_length=1)]
+    lr_scale: PosFloat = 1.0
+    balance: Literal["none", "aux_free", "seq_aux"] | None = None  # None: moe.balance
 
 
 class TrainConfig(Section):
@@ -162,6 +186,7 @@ class TrainConfig(Section):
     num_threads: PosInt | None = None
     deepspeed: OptText = None  # zero2 | zero3 | zero3_offload (recipes/deepspeed/) or a JSON path
     output_dir: OptText = None  # default runs/<recipe>/<run-name>
+    stages: tuple[StageConfig, ...] = ()  # phases that each train some parameter groups (workbench.stages)
 
 
 class EvalConfig(Section):
@@ -188,6 +213,7 @@ class Recipe(Section):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     method: MethodConfig = MethodConfig()
+    teacher: TeacherConfig = TeacherConfig()
     peft: PeftConfig = PeftConfig()
     moe: MoeConfig = MoeConfig()
     train: TrainConfig = TrainConfig()
@@ -233,8 +259,41 @@ def _deepspeed(r: Recipe):
         return recipe_problem(r)
 
 
+def _distill(r: Recipe):
+    if r.method.name != "distill":
+        if r.teacher.given:
+            return f"teacher: only method distill uses a teacher (method.name is {r.method.name})"
+        if r.method.beta == 0 and r.method.name in ("dpo", "kto", "orpo"):
+            return f"method.beta: must be > 0 for {r.method.name}, got 0"
+        return None
+    if not r.teacher.given:
+        return ("teacher: method distill needs a teacher: set teacher.from_run (a run id or a recipe's name) or "
+                "teacher.name (a preset, a model directory or a hub id)")
+    if r.method.beta > 1:
+        return f"method.beta: distill interpolates forward KL (0) to reverse KL (1): must be <= 1, got {r.method.beta:g}"
+    if r.teacher.from_run and r.teacher.quantize != "none":
+        return "teacher.quantize: a run's weights load as saved; quantize a teacher named by teacher.name"
+
+
+def _stages(r: Recipe):
+    stages = r.train.stages
+    if not stages:
+        return None
+    total = sum(stage.share for stage in stages)
+    if abs(total - 1) > 1e-6:
+        return f"train.stages: the shares add up to {total:g}; they must add up to 1"
+    names = [stage.name for stage in stages]
+    if len(set(names)) < len(names):
+        return f"train.stages: stage names must differ ('{next(n for n in names if names.count(n) > 1)}' twice)"
+    if r.train.deepspeed:
+        return ("train.stages: DeepSpeed's partitioned optimizer does not follow parameters switched on and off "
+                "between steps; drop train.deepspeed or train.stages")
+
+
 CROSS_FIELD_RULES = (
     _loss_type,
+    _distill,
+    _stages,
     _deepspeed,
     _esft,
     lambda r: r.peft.type == "lora" and not r.peft.target_modules and "peft.target_modules: LoRA needs at least one target",
@@ -367,10 +426,12 @@ def _describe(exc: ValidationError) -> str:
     loc = [str(p) for p in error["loc"]]
     key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
     extra = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    if error["type"] == "missing":
+        return f"{key}: missing (it is required){extra}"
     if error["type"] == "value_error":
         return f"{key}{': ' if key else ''}{error['ctx']['error']}{extra}"
     if error["type"] == "extra_forbidden":
-        known = list(SECTIONS) + ["description"] if len(loc) == 1 else list(SECTIONS[loc[0]].model_fields)
+        known = list(SECTIONS) + ["description"] if len(loc) == 1 else list(_model_at(error["loc"][:-1]).model_fields)
         what = "section" if len(loc) == 1 else "key"
         return f"{key}: unknown {what}{_close(loc[-1], known)} (known: {', '.join(known)}){extra}"
     if error["type"] == "literal_error":
@@ -379,9 +440,24 @@ def _describe(exc: ValidationError) -> str:
     kind = error["type"].split("_")[0]
     message = ("must be " + BOUNDS[error["type"]].format(**{k: f"{v:g}" if isinstance(v, float) else v
                                                                 for k, v in error["ctx"].items()})
-               if error["type"] in BOUNDS else "must not be empty" if error["type"] == "string_too_short"
+               if error["type"] in BOUNDS else "must not be empty" if error["type"] in ("string_too_short", "too_short")
                else f"must be {KINDS[kind]}" if kind in KINDS else error["msg"])
     return f"{key}: {message}, got {_shown(error['input'])}{extra}"
+
+
+def _model_at(loc) -> type[BaseModel]:
+    """The schema class at a location such as ("train", "stages", 0): the one an unknown key was found in."""
+    import typing
+
+    model = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        while not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            annotation = next(a for a in typing.get_args(annotation) if a is not Ellipsis)
+        model = annotation
+    return model
 
 
 def _shown(value) -> str:

@@ -4,7 +4,7 @@
     splits = load_dataset(recipe.data, method="sft")   # splits.train, splits.eval, splits.fingerprint
 
 Formats (TRL's, chat or plain text):
-  sft        {"messages": [{"role": "user"|"assistant"|"system", "content": str}, ...]}
+  sft, distill {"messages": [{"role": "user"|"assistant"|"system", "content": str}, ...]}
   dpo, orpo  {"prompt": ..., "chosen": ..., "rejected": ...}   (each a string or a list of messages)
   kto        {"prompt": ..., "completion": ..., "label": bool}  (preference pairs are unpaired for it)
 Sources: a local .jsonl/.json/.parquet file (relative to the project root) or a hub dataset id + split.
@@ -21,7 +21,7 @@ from workbench.paths import project_root
 
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-FIELDS = {"sft": ("messages",), "dpo": ("prompt", "chosen", "rejected"), "orpo": ("prompt", "chosen", "rejected"),
+FIELDS = {"sft": ("messages",), "distill": ("messages",), "dpo": ("prompt", "chosen", "rejected"), "orpo": ("prompt", "chosen", "rejected"),
           "kto": ("prompt", "completion", "label")}
 
 
@@ -122,6 +122,9 @@ def _validated(numbered_rows: list, source: str, method: str) -> list[dict]:
                     raise WorkbenchError(f"{where}: label: must be true or false, got {row[name]!r}")
             else:
                 _check_turns(row[name], f"{where}: {name}", require_assistant=(name == "messages"))
+        if method == "distill" and row["messages"][-1]["role"] != "assistant":
+            raise WorkbenchError(f"{where}: messages: the last turn must be the assistant's (distillation trains on "
+                                 f"it), got {row['messages'][-1]['role']!r}")
         rows.append({name: row[name] for name in fields})
     return rows
 

@@ -31,6 +31,7 @@ class Checked:
     source: str | None  # what from_pretrained loads (None: the base run's final weights)
     model_config: object | None  # transformers config; None for a hub id this machine cannot read
     facts: dict = field(default_factory=dict)  # what the meta-device build found: layers, experts, adapters
+    teacher: object | None = None  # distill: TeacherConfig, with `from_run` pinned to a run id
 
 
 def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> Checked:
@@ -57,20 +58,68 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     facts = check_architecture(recipe, config) if config is not None else {}
     facts["base_is_adapter"] = from_adapter
     facts["contamination"] = eval_contamination(recipe)
-    return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts)
+    teacher = None
+    if recipe.teacher.given:
+        teacher = pinned_model(recipe, "teacher")
+        facts["teacher"] = check_teacher(teacher, base_model, config)
+    return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts,
+                   teacher=teacher)
 
 
-def pinned_model(recipe):
+def pinned_model(recipe, section: str = "model"):
     """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
-    if not recipe.model.from_run:
-        return recipe.model
+    cfg = getattr(recipe, section)
+    if not cfg.from_run:
+        return cfg
     import mlflow
 
     from workbench.lineage import find_run
     from workbench.track import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(recipe))
-    return recipe.model.model_copy(update={"from_run": find_run(recipe.model.from_run).info.run_id})
+    return cfg.model_copy(update={"from_run": find_run(cfg.from_run, key=f"{section}.from_run").info.run_id})
+
+
+def model_files(cfg, key: str) -> tuple[object | None, str | None]:
+    """(transformers config or None, local folder holding its tokenizer or None) of a model a recipe names."""
+    from workbench.model import final_config, read_config, resolve_source
+
+    if cfg.from_run:
+        from workbench.lineage import run_output
+
+        final = run_output(cfg.from_run, key=f"{key}.from_run")
+        return final_config(final), str(final)
+    source = resolve_source(cfg.name, cfg.seed)
+    return read_config(source, cfg), source if Path(source).is_dir() else None
+
+
+def check_teacher(teacher, student, student_config) -> dict:
+    """The teacher must score the student's tokens: the same vocabulary, token for token (one-line error)."""
+    if teacher.quantize != "none":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WorkbenchError(f"teacher.quantize: {teacher.quantize} needs a CUDA GPU (bitsandbytes); "
+                                 "set teacher.quantize: none here")
+    teacher_config, teacher_dir = model_files(teacher, "teacher")
+    _, student_dir = model_files(student, "model")
+    sizes = [getattr(c.get_text_config(), "vocab_size", None) if c is not None else None
+             for c in (teacher_config, student_config)]
+    if None not in sizes and sizes[0] != sizes[1]:
+        raise WorkbenchError(f"teacher: its vocabulary has {sizes[0]} tokens and the student's {sizes[1]}; distillation "
+                             "matches next-token distributions token by token, so both need the same tokenizer")
+    if teacher_dir and student_dir:
+        from transformers import AutoTokenizer
+
+        vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
+        if vocabs[0] != vocabs[1]:
+            differ = len(set(vocabs[0].items()) ^ set(vocabs[1].items())) // 2
+            raise WorkbenchError(f"teacher: its tokenizer differs from the student's ({differ} tokens map to other ids); "
+                                 "distillation needs the same tokenizer")
+    if teacher_config is None:
+        return {}
+    return {"model_type": teacher_config.model_type, "layers": getattr(teacher_config, "num_hidden_layers", None),
+            "routed_experts": getattr(teacher_config, "n_routed_experts", None)}
 
 
 def check_tracking(recipe) -> None:
@@ -163,18 +212,27 @@ def _resolve_against(recipe, config, find_routers) -> dict:
     moe_keys = {"moe.balance": recipe.moe.balance != "none", "moe.esft": recipe.moe.esft != "none",
                 "moe.train_router": not recipe.moe.train_router,
                 "moe.train_shared_experts": not recipe.moe.train_shared_experts,
-                "moe.train_routed_experts": not recipe.moe.train_routed_experts}
+                "moe.train_routed_experts": not recipe.moe.train_routed_experts,
+                "train.stages": any(stage.balance not in (None, "none") for stage in recipe.train.stages)}
     needs_routers = [key for key, used in moe_keys.items() if used]
     if needs_routers and not routers:
         raise WorkbenchError(f"{needs_routers[0]}: needs DeepSeek-V3 routers (sigmoid scores with a correction bias); "
                              f"this {config.model_type} model has none")
     facts = {"model_type": config.model_type, "moe_layers_built": len(routers),
              "routed_experts": routers[0][1].e_score_correction_bias.numel() if routers else 0}
+    if recipe.train.stages:
+        from workbench.moe.control import apply_trainable
+
+        apply_trainable(model, recipe.moe)
     if recipe.peft.type == "lora":
         _check_modules_to_save(model, recipe.peft.modules_to_save)
         from workbench.lora import wrap
 
-        facts["adapters"] = wrap(model, recipe.peft, quiet=True)[1]
+        model, facts["adapters"] = wrap(model, recipe.peft, quiet=True)
+    if recipe.train.stages:
+        from workbench.stages import check_groups, trainable_groups
+
+        check_groups(recipe.train.stages, trainable_groups(model))
     return facts
 
 

@@ -179,7 +179,9 @@ def build(recipe, resume: bool = False) -> Run:
         model, tokenizer = load_model(base_model)
         if keepalive is not None:
             _record_zero_init(model, track)
-        trainer, moe, selection, adapted = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config)
+        teacher = _teacher(checked.teacher, model, track) if checked.teacher else None
+        trainer, moe, selection, adapted = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config,
+                                                     teacher=teacher)
         evals, reference_texts = _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main)
     except BaseException:
         track.end("FAILED")
@@ -229,6 +231,20 @@ def _record_zero_init(model, track) -> None:
         print(f"warning: ZeRO-3: only {partitioned} of {len(tensors)} weight tensors were partitioned while loading")
 
 
+def _teacher(cfg, student, track):
+    """distill: the teacher, loaded like a base model (a run's adapter merged), frozen; its size on the run."""
+    from workbench.model import load_model
+
+    teacher, _ = load_model(cfg)
+    teacher.requires_grad_(False)
+    sizes = {"teacher": sum(p.numel() for p in teacher.parameters()), "student": sum(p.numel() for p in student.parameters())}
+    track.mlflow.set_tags({"distill.teacher": f"run {cfg.from_run}" if cfg.from_run else cfg.name,
+                           "distill.teacher_params": f"{sizes['teacher']:,}", "distill.student_params": f"{sizes['student']:,}"})
+    print(f"distillation: teacher {cfg.from_run and 'run ' + cfg.from_run or cfg.name} ({sizes['teacher'] / 1e6:.1f}M "
+          f"parameters) -> student ({sizes['student'] / 1e6:.1f}M)")
+    return teacher
+
+
 def _null_tracker():
     from workbench.track import NullTracker
 
@@ -261,7 +277,7 @@ def _deepspeed_config(recipe, checked):
     return config, keepalive
 
 
-def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_config: dict | None = None):
+def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_config: dict | None = None, teacher=None):
     """Model surgery in order: trainable groups, ESFT, reference copy, LoRA; then the trainer and MoE plugin."""
     from workbench.data import as_texts
     from workbench.lora import wrap
@@ -300,10 +316,39 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
             print(f"ZeRO-3: {flagged} {', '.join(leaves)} blocks gathered as one leaf module each "
                   "(no rank waits on unrouted experts)")
     callbacks = [track.callback()]
+    extra = {"teacher": teacher} if teacher is not None else {}
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
-                                                           callbacks, reference=reference, deepspeed=ds_config)
-    moe = plugin.attach(trainer, recipe.moe, track, output_dir)
+                                                           callbacks, reference=reference, deepspeed=ds_config, **extra)
+    moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])
+    if recipe.train.stages:
+        from workbench.stages import StageCallback
+
+        trainer.add_callback(StageCallback(recipe.train.stages, trainer.model, track, moe))
     from workbench.console import replace_progress
 
     replace_progress(trainer)
+    _load_checkpoints_as_saved(trainer)
     return trainer, moe, selection, adapted
+
+
+def _load_checkpoints_as_saved(trainer) -> None:
+    """Resume full-weight checkpoints through `from_pretrained`, which undoes the layout conversion `save_pretrained`
+    applies. transformers saves DeepSeek-V3's fused expert tensors per expert (the published key layout), and the
+    Trainer's own resume reads the file back with `load_state_dict(strict=False)`: every routed expert silently kept
+    its freshly loaded value (a log line the only sign). Adapter checkpoints and DeepSpeed's own go the usual way."""
+    original = trainer._load_from_checkpoint
+
+    def load(resume_from_checkpoint, model=None):
+        model = trainer.model if model is None else model
+        folder = Path(resume_from_checkpoint)
+        full = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+        if not full or hasattr(model, "peft_config") or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+            return original(resume_from_checkpoint, model)
+        import torch
+
+        with torch.device("cpu"):
+            saved = type(model).from_pretrained(str(folder), dtype=model.dtype, config=model.config)
+        model.load_state_dict(saved.state_dict(), strict=True)
+        del saved
+
+    trainer._load_from_checkpoint = load

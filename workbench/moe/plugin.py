@@ -24,21 +24,24 @@ from workbench.moe.routing import RoutingRecorder, find_routers, js_divergence, 
 LOAD_ARTIFACT = "moe/expert_load.npz"
 
 
-def attach(trainer, cfg, tracker, output_dir: Path):
+def attach(trainer, cfg, tracker, output_dir: Path, stage_balances: tuple = ()):
+    """`stage_balances`: the balance modes `train.stages` switch to during the run (the callback's `balance`)."""
     model = trainer.model
+    modes = {cfg.balance, *(mode for mode in stage_balances if mode)}
     if not find_routers(model):
-        if cfg.balance != "none":
+        if modes != {"none"}:
             from workbench.errors import WorkbenchError
 
-            raise WorkbenchError(f"moe.balance: {cfg.balance} needs DeepSeek-V3 routers (sigmoid scores with a "
+            mode = next(m for m in modes if m != "none")
+            raise WorkbenchError(f"moe.balance: {mode} needs DeepSeek-V3 routers (sigmoid scores with a "
                                  f"correction bias); this {model.config.model_type} model has none: set moe.balance: none")
         return None
-    if cfg.balance == "none" and not cfg.telemetry:
+    if modes == {"none"} and not cfg.telemetry:
         return None
-    recorder = RoutingRecorder(model, seq_aux_alpha=cfg.seq_aux_alpha if cfg.balance == "seq_aux" else 0.0)
+    recorder = RoutingRecorder(model, seq_aux_alpha=cfg.seq_aux_alpha if "seq_aux" in modes else 0.0)
     callback = MoeCallback(recorder, cfg, tracker, output_dir)
     trainer.add_callback(callback)
-    if cfg.balance == "seq_aux":
+    if "seq_aux" in modes:
         trainer.compute_loss = _with_seq_aux(trainer.compute_loss, recorder, cfg.seq_aux_alpha, callback)
     return callback
 
@@ -47,7 +50,8 @@ def _with_seq_aux(compute_loss, recorder: RoutingRecorder, alpha: float, callbac
     def wrapped(model, inputs, return_outputs=False, **kwargs):
         recorder.seq_aux_terms.clear()
         result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        if not recorder.seq_aux_terms:
+        if not recorder.seq_aux_terms or callback.balance != "seq_aux":  # a stage may switch it off
+            recorder.seq_aux_terms.clear()
             return result
         aux = alpha * torch.stack(recorder.seq_aux_terms).sum()  # summed over MoE layers
         recorder.seq_aux_terms.clear()
@@ -79,6 +83,7 @@ def balance_bias_update(routers, loads: torch.Tensor, gamma: float) -> None:
 class MoeCallback(TrainerCallback):
     def __init__(self, recorder: RoutingRecorder, cfg, tracker, output_dir: Path):
         self.recorder, self.cfg, self.tracker, self.output_dir = recorder, cfg, tracker, output_dir
+        self.balance = cfg.balance  # what applies now: train.stages may switch it per stage
         self.history: list[np.ndarray] = []  # per optimizer step: (layers, E) loads
         self.steps: list[int] = []
         self.window: list[torch.Tensor] = []  # loads since the last telemetry log
@@ -92,7 +97,7 @@ class MoeCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         bucket = self.recorder.take("train")
         loads = _all_reduce(bucket.loads)
-        if self.cfg.balance == "aux_free":
+        if self.balance == "aux_free":
             balance_bias_update(self.recorder.routers, loads, self.cfg.bias_update_speed)
         self.history.append(loads.float().cpu().numpy())
         self.steps.append(state.global_step)
