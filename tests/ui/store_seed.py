@@ -82,8 +82,8 @@ def _start(client, exp_id: str, name: str, params: dict, tags: dict, history: di
 
 
 def seed_small_store(root: Path) -> dict[str, str]:
-    """Five runs in two experiments: a, b (finished SFT, with scores and routing), c (FAILED DPO),
-    d (RUNNING) and e (finished, no metrics). Returns their ids and the store uri."""
+    """Six runs in three experiments: a, b (finished SFT, with scores and routing), c (FAILED DPO),
+    d (RUNNING), e (finished, no metrics) and f (a staged distillation run). Returns their ids and the store uri."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = _client(uri)
     legal = client.create_experiment("legal", artifact_location=(root / "artifacts").as_uri())
@@ -112,6 +112,14 @@ def seed_small_store(root: Path) -> dict[str, str]:
     ids["d"] = _start(client, legal, "sft-running", PARAMS, tags, {"train/loss": [(1, 9.0), (2, 8.5)]}, t0 + 90_000)
     ids["e"] = _start(client, legal, "sft-empty", PARAMS, tags, {}, t0 + 30_000)
     client.set_terminated(ids["e"], "FINISHED", end_time=t0 + 40_000)
+    # f: a staged distillation run (three phases; held-out KL to its teacher)
+    staged = client.create_experiment("legal-staged", artifact_location=(root / "artifacts").as_uri())
+    history = {**training_history(20, 1e-3, 1.5), "train/stage": [(0, 0), (5, 1), (15, 2)],
+               "eval/kl_to_teacher": [(0, 0.9), (10, 0.5), (20, 0.3)]}
+    ids["f"] = _start(client, staged, "staged-f", {**PARAMS, "method.name": "distill"},
+                      {**tags, "recipe": "legal-staged", "method": "distill", "distill.teacher": "run 0123abcd",
+                       "train.stages": "warmup: steps 1-5, joint: steps 6-15, sharpen: steps 16-20"}, history, t0 + 120_000)
+    client.set_terminated(ids["f"], "FINISHED", end_time=t0 + 300_000)
     return ids
 
 

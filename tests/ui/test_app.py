@@ -16,7 +16,9 @@ def test_runs_page_lists_every_run_with_its_latest_metrics(store, open_page):
     at = open_page(store["uri"], "runs")
     no_exception(at)
     table = at.dataframe[0].value.set_index("run")
-    assert sorted(table.index) == ["dpo-c", "sft-a", "sft-b", "sft-empty", "sft-running"]
+    assert sorted(table.index) == ["dpo-c", "sft-a", "sft-b", "sft-empty", "sft-running", "staged-f"]
+    assert table.loc["staged-f", "teacher"] == "run 0123abcd" and table.loc["sft-a", "teacher"] == ""
+    assert table.loc["staged-f", "eval KL to teacher"] == pytest.approx(0.3)
     assert table.loc["dpo-c", "status"] == "FAILED" and table.loc["sft-running", "status"] == "RUNNING"
     assert table.loc["dpo-c", "train loss"] == pytest.approx(0.68)  # the last value, not the first
     assert table.loc["sft-b", "legal_mc/acc"] == pytest.approx(0.75)  # the later of two scheduled evals
@@ -45,6 +47,22 @@ def test_compare_overlays_both_runs_by_label(store, open_page):
     assert list(decode(loss[0]["x"])) == list(range(1, 21))
     assert list(decode(charts["eval/loss"]["data"][0]["x"])) == [10, 20]
     assert at.query_params["runs"] == f"{store['a'][:8]},{store['b'][:8]}"  # the view is shareable
+
+
+def test_compare_marks_stage_boundaries_and_shows_kl_to_the_teacher(store, open_page):
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['f'][:8]}")
+    no_exception(at)
+    charts = {fig["layout"]["title"]["text"]: fig for fig in figures(at)}
+    for key in ("train/loss", "eval/loss"):  # phase 2 starts after step 5, phase 3 after step 15
+        assert [shape["x0"] for shape in charts[key]["layout"]["shapes"]] == [5.5, 15.5]
+        assert [note["text"] for note in charts[key]["layout"]["annotations"]] == ["joint", "sharpen"]
+    assert "shapes" not in charts["train/learning_rate"]["layout"]
+    kl = charts["eval/kl_to_teacher"]["data"]
+    assert [trace["name"] for trace in kl] == [label("staged-f", store["f"], "legal-staged")]
+    np.testing.assert_allclose(decode(kl[0]["y"]), [0.9, 0.5, 0.3])
+    plain = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]}")
+    titles = {fig["layout"]["title"]["text"] for fig in figures(plain)}
+    assert "eval/kl_to_teacher" not in titles and not any("kl_to_teacher" in c.value for c in plain.caption)
 
 
 def test_compare_smoothing_changes_loss_but_not_lr(store, open_page):

@@ -1,6 +1,7 @@
 """Compare page: two or more runs side by side - loss and learning-rate curves by step (optional EMA
-smoothing), eval scores per task with the delta against the base model or a baseline run, and the params
-that differ. Metric histories are fetched for the selected runs only."""
+smoothing; a staged run's phase boundaries drawn on its loss curves; a distillation run's held-out KL to its
+teacher), eval scores per task with the delta against the base model or a baseline run, and the params that
+differ. Metric histories are fetched for the selected runs only."""
 
 import pandas as pd
 import streamlit as st
@@ -9,7 +10,9 @@ from ui.views import common
 from workbench import dashboard_data as dd
 
 CURVES = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
+OPTIONAL = ("eval/kl_to_teacher",)  # drawn when a picked run logged it (distillation), never listed as missing
 SMOOTHED = {"train/loss", "eval/loss", "train/grad_norm"}
+STAGED = {"train/loss", "eval/loss"}  # curves that get the phase boundaries of train.stages
 BASE = "base model (base/... scores)"
 
 
@@ -28,14 +31,37 @@ def curves(uri: str, picked: pd.DataFrame) -> None:
     smoothing = st.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare_smoothing",
                           help="Exponential moving average of loss and grad-norm curves; 0 shows raw values")
     labels = dict(zip(picked["run_id"], picked["label"]))
-    history = common.histories(uri, tuple(picked["run_id"]), CURVES)
+    history = common.histories(uri, tuple(picked["run_id"]), CURVES + OPTIONAL + ("train/stage",))
+    edges = stage_edges(history, picked)
     columns = st.columns(2)
-    figures = [(key, common.line_chart(history, key, labels, smoothing if key in SMOOTHED else 0.0)) for key in CURVES]
+    figures = [(key, common.line_chart(history, key, labels, smoothing if key in SMOOTHED else 0.0))
+               for key in CURVES + OPTIONAL]
     for i, (key, fig) in enumerate([(k, f) for k, f in figures if f is not None]):
+        if key in STAGED:
+            for run_id, x, name in edges:
+                fig.add_vline(x=x, line_dash="dash", line_color="gray", annotation_text=name,
+                              annotation_position="top left" if len(labels) == 1 else "top right")
         columns[i % 2].plotly_chart(fig, key=f"curve_{key}")
-    missing = [key for key, fig in figures if fig is None]
+    missing = [key for key, fig in figures if fig is None and key not in OPTIONAL]
     if missing:
         st.caption(f"Not logged by these runs: {', '.join(missing)}")
+    if edges:
+        st.caption("Dashed lines: where a staged run (train.stages) enters its next phase, named on the line.")
+
+
+def stage_edges(history: pd.DataFrame, picked: pd.DataFrame) -> list[tuple[str, float, str]]:
+    """(run id, x, phase name) for every phase after the first: `train/stage` is logged at the step a phase
+    starts after, so its line sits half a step later, between the two phases' steps."""
+    rows = history[history["key"] == "train/stage"]
+    edges = []
+    for _, run in picked.iterrows():
+        names = [part.split(":")[0].strip() for part in str(run.get("tags.train.stages") or "").split(", ") if ":" in part]
+        for _, point in rows[rows["run_id"] == run["run_id"]].sort_values("step").iterrows():
+            index = int(point["value"])
+            if index > 0 and not any(e[0] == run["run_id"] and e[1] == point["step"] + 0.5 for e in edges):
+                name = names[index] if index < len(names) else f"stage {index + 1}"
+                edges.append((run["run_id"], point["step"] + 0.5, name))
+    return edges
 
 
 def score_table(picked: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from ui.views import common
 from workbench import dashboard_data as dd
 
 KEY_METRICS = {"train/loss": "train loss", "eval/loss": "eval loss", "eval/rewards/accuracies": "eval reward acc",
-               "moe/mean/max_over_mean": "max/mean load"}
+               "eval/kl_to_teacher": "eval KL to teacher", "moe/mean/max_over_mean": "max/mean load"}
 
 
 def filter_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -40,6 +40,8 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     for key, title in KEY_METRICS.items():
         if f"metrics.{key}" in frame:
             table[title] = frame[f"metrics.{key}"]
+    if "tags.distill.teacher" in frame:  # distillation runs: what they learned from
+        table["teacher"] = frame["tags.distill.teacher"].fillna("")
     for key in dd.score_keys(common.metric_keys(frame)):
         table[key[len("eval/"):]] = frame[f"metrics.{key}"]
     table["mlflow"] = [dd.run_url(e, r) for e, r in zip(frame["experiment_id"], frame["run_id"])]
