@@ -103,6 +103,10 @@ class StageCallback(TrainerCallback):
         if state.is_world_process_zero:
             self.tracker.mlflow.set_tag("train.stages", ", ".join(
                 f"{s.name}: steps {a + 1}-{b}" for s, a, b in zip(self.stages, edges, ends)))
+            for stage, start, end in zip(self.stages, edges, ends):
+                if end <= start:
+                    print(f"warning: train.stages: '{stage.name}' gets no steps of this {state.max_steps}-step run "
+                          f"(share {stage.share:g}); raise train.max_steps or its share")
         self._enter(stage_at(self.stages, state.max_steps, state.global_step), state)
 
     def on_step_begin(self, args, state, control, **kwargs):
