@@ -3,11 +3,13 @@
     .venv/bin/python benchmarks/distill_vs_sft.py                 # seeds 42 43 44, ~8 min on 2 cores
     .venv/bin/python benchmarks/distill_vs_sft.py --seeds 42 --steps 40
 
-Needs a finished `legal` run (the teacher: `make finetune RECIPE=legal`). For each seed both students start from
-the same preset weights, train the same number of optimizer steps on the same rows in the same order (train.seed)
-with the same schedule, and are then scored by one function (`workbench.methods.distill.held_out`) on the recipe's
-held-out rows, which the teacher's run held out as well: the forward KL to the teacher and the cross-entropy on
-the reference answers, per completion token. Prints a table and the mean differences with their standard errors.
+Needs a finished `legal-teacher` run (`make finetune RECIPE=legal-teacher`). For each seed both students start from
+the same preset weights and train the same number of optimizer steps over the same rows (train.seed) with the same
+schedule; the SFT student with the workbench's SFT defaults (length-grouped batches, assistant-only loss), the
+distilled one in random batches (GKD's sampler). Both are then scored by one function
+(`workbench.methods.distill.held_out`) on the recipe's held-out rows, which the teacher's run held out as well: the
+forward KL to the teacher and the cross-entropy on the reference answers, per answer token (the last assistant
+turn). Prints a table and the mean differences with their standard errors over seeds.
 """
 
 import argparse

@@ -133,6 +133,14 @@ def cmd_validate(args) -> int:
           + (f" [{facts['model_type']}, {facts['routed_experts']} routed experts per MoE layer]" if 'model_type' in facts else "")
           + (f", LoRA adapters on the dense layers + one MoE layer: {adapters}" if adapters else "")
           + f", {len(splits.train)} train / {n_eval} eval rows from {splits.source})")
+    if checked.teacher is not None:
+        teacher, about = checked.teacher, facts.get("teacher", {})
+        print(f"  teacher {'run ' + teacher.from_run if teacher.from_run else teacher.name}"
+              + (f" [{about['model_type']}, {about['layers']} layers, {about['routed_experts']} routed experts]"
+                 if about.get("routed_experts") else f" [{about['model_type']}]" if about else "")
+              + ": same vocabulary as the student")
+    if recipe.train.stages:
+        print("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)})" for s in recipe.train.stages))
     for path, (hits, rows) in facts.get("contamination", {}).items():
         verdict = "held out" if not hits else "CONTAMINATED: the score partly measures recall of training text"
         print(f"  eval data {path}: {hits} of {rows} rows share a 13-gram with {recipe.data.train} ({verdict})")

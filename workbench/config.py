@@ -271,6 +271,9 @@ def _distill(r: Recipe):
                 "teacher.name (a preset, a model directory or a hub id)")
     if r.method.beta > 1:
         return f"method.beta: distill interpolates forward KL (0) to reverse KL (1): must be <= 1, got {r.method.beta:g}"
+    if r.method.sft_weight and r.method.on_policy_share:
+        return ("method.sft_weight: the cross-entropy is on the rows' answers, which the student's own samples replace "
+                "in on-policy batches; set sft_weight: 0 or on_policy_share: 0")
     if r.teacher.from_run and r.teacher.quantize != "none":
         return "teacher.quantize: a run's weights load as saved; quantize a teacher named by teacher.name"
 

@@ -96,8 +96,8 @@ def preset_dir(name: str, seed: int) -> Path:
     return target
 
 
-def resolve_source(name: str, seed: int) -> str:
-    """A preset, an existing directory, or a hub id; fails in one line when none is reachable."""
+def resolve_source(name: str, seed: int, key: str = "model.name") -> str:
+    """A preset, an existing directory, or a hub id; fails in one line (naming `key`) when none is reachable."""
     if name in PRESETS:
         return str(preset_dir(name, seed))
     if Path(name).expanduser().is_dir():
@@ -105,7 +105,7 @@ def resolve_source(name: str, seed: int) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
     if offline and not _in_hub_cache(name):
         raise WorkbenchError(
-            f"model.name: '{name}' is neither a preset ({', '.join(PRESETS)}) nor a local directory, "
+            f"{key}: '{name}' is neither a preset ({', '.join(PRESETS)}) nor a local directory, "
             "and the hub is offline (HF_HUB_OFFLINE=1)"
         )
     return name
@@ -139,7 +139,7 @@ def check_loadable(cfg, source: str):
     return config
 
 
-def read_config(source: str, cfg):
+def read_config(source: str, cfg, key: str = "model.name"):
     """The model's config; a local config.json that is broken is a one-line error naming the file. None for a
     hub id whose config cannot be fetched here (from_pretrained then reports it with the model's name)."""
     from transformers import AutoConfig
@@ -149,7 +149,7 @@ def read_config(source: str, cfg):
         from workbench.files import read_text
 
         if not local.is_file():
-            raise WorkbenchError(f"model.name: {source} holds no config.json (not a model directory)")
+            raise WorkbenchError(f"{key}: {source} holds no config.json (not a model directory)")
         try:
             json.loads(read_text(local))
         except json.JSONDecodeError as exc:
@@ -226,17 +226,18 @@ def experts_implementation(choice: str) -> str | None:
     return None if torch.cuda.is_available() else "eager"
 
 
-def load_model(cfg):
-    """(model, tokenizer) for a `ModelConfig`; `from_run` starts from another run's final weights."""
+def load_model(cfg, key: str = "model"):
+    """(model, tokenizer) for a `ModelConfig`; `from_run` starts from another run's final weights. `key` names the
+    recipe section in errors; the teacher's (key "teacher") needs no tokenizer of its own (None)."""
     if cfg.from_run:
         from workbench.lineage import run_output
 
-        return load_final(run_output(cfg.from_run))
-    source = resolve_source(cfg.name, cfg.seed)
-    return _from_pretrained(source, cfg)
+        return load_final(run_output(cfg.from_run, key=f"{key}.from_run"))
+    source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
+    return _from_pretrained(source, cfg, key=f"{key}.name", tokenizer=key == "model")
 
 
-def _from_pretrained(source: str, cfg):
+def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch_dtype(cfg.dtype))
@@ -247,11 +248,12 @@ def _from_pretrained(source: str, cfg):
     if getattr(cfg, "quantize", "none") != "none":
         kwargs["quantization_config"] = _bnb_config(cfg.quantize)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        tokenizer = (AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+                     if tokenizer else None)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
-        raise WorkbenchError(f"model.name: cannot load '{cfg.name}': {str(exc).splitlines()[0]}") from None
-    if tokenizer.pad_token is None:
+        raise WorkbenchError(f"{key}: cannot load '{cfg.name}': {str(exc).splitlines()[0]}") from None
+    if tokenizer is not None and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 

@@ -62,6 +62,7 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     if recipe.teacher.given:
         teacher = pinned_model(recipe, "teacher")
         facts["teacher"] = check_teacher(teacher, base_model, config)
+        check_distill_rows(recipe, splits, model_files(base_model, "model")[1])
     return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts,
                    teacher=teacher)
 
@@ -89,18 +90,47 @@ def model_files(cfg, key: str) -> tuple[object | None, str | None]:
 
         final = run_output(cfg.from_run, key=f"{key}.from_run")
         return final_config(final), str(final)
-    source = resolve_source(cfg.name, cfg.seed)
-    return read_config(source, cfg), source if Path(source).is_dir() else None
+    source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
+    folder = Path(source) if Path(source).is_dir() else None
+    has_tokenizer = folder is not None and any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    return read_config(source, cfg, key=f"{key}.name"), str(folder) if has_tokenizer else None
+
+
+def check_distill_rows(recipe, splits, tokenizer_dir: str | None) -> None:
+    """Distillation keeps the last train.max_length tokens of a row and needs a prompt left to start from (TRL's
+    collator raises mid-run otherwise): name the first row whose answer alone fills the window."""
+    if tokenizer_dir is None:
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    limit = recipe.train.max_length
+    for part, rows in (("data.train", splits.train), ("data.eval", splits.eval)):
+        for row in rows if rows is not None else ():
+            messages = row["messages"]
+            prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
+            full = tokenizer.apply_chat_template(messages, tokenize=False)
+            n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            n_answer = len(tokenizer(full, add_special_tokens=False)["input_ids"]) - n_prompt
+            if n_prompt == 0 or n_answer >= limit:
+                why = (f"its answer alone is {n_answer} tokens, which fills train.max_length ({limit})" if n_prompt
+                       else "nothing comes before its assistant turn")
+                raise WorkbenchError(f"{part}: the row whose answer starts {messages[-1]['content'][:40]!r}: {why}, "
+                                     "so no prompt is left to distil from; raise train.max_length or shorten the row")
 
 
 def check_teacher(teacher, student, student_config) -> dict:
     """The teacher must score the student's tokens: the same vocabulary, token for token (one-line error)."""
     if teacher.quantize != "none":
+        import importlib.util
+
         import torch
 
         if not torch.cuda.is_available():
             raise WorkbenchError(f"teacher.quantize: {teacher.quantize} needs a CUDA GPU (bitsandbytes); "
                                  "set teacher.quantize: none here")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise WorkbenchError("teacher.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'")
     teacher_config, teacher_dir = model_files(teacher, "teacher")
     _, student_dir = model_files(student, "model")
     sizes = [getattr(c.get_text_config(), "vocab_size", None) if c is not None else None
@@ -111,7 +141,11 @@ def check_teacher(teacher, student, student_config) -> dict:
     if teacher_dir and student_dir:
         from transformers import AutoTokenizer
 
-        vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
+        try:
+            vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
+        except Exception as exc:  # a tokenizer file transformers cannot read: name the folder, not the library frame
+            raise WorkbenchError(f"teacher: cannot read the tokenizers in {teacher_dir} and {student_dir} to compare "
+                                 f"them: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
         if vocabs[0] != vocabs[1]:
             differ = len(set(vocabs[0].items()) ^ set(vocabs[1].items())) // 2
             raise WorkbenchError(f"teacher: its tokenizer differs from the student's ({differ} tokens map to other ids); "

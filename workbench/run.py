@@ -235,7 +235,7 @@ def _teacher(cfg, student, track):
     """distill: the teacher, loaded like a base model (a run's adapter merged), frozen; its size on the run."""
     from workbench.model import load_model
 
-    teacher, _ = load_model(cfg)
+    teacher, _ = load_model(cfg, key="teacher")
     teacher.requires_grad_(False)
     sizes = {"teacher": sum(p.numel() for p in teacher.parameters()), "student": sum(p.numel() for p in student.parameters())}
     track.mlflow.set_tags({"distill.teacher": f"run {cfg.from_run}" if cfg.from_run else cfg.name,

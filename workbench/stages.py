@@ -88,6 +88,7 @@ class StageCallback(TrainerCallback):
     def __init__(self, stages, model, tracker, moe=None):
         self.stages, self.tracker, self.moe = stages, tracker, moe
         self.params = [(name, p, group_of(name)) for name, p in model.named_parameters() if p.requires_grad]
+        check_groups(stages, trainable_groups(model))  # preflight checked a meta model; ESFT restricts the real one
         self.current: int | None = None
         self.scale = 1.0
         self.scheduler = self.optimizer = None
@@ -118,7 +119,7 @@ class StageCallback(TrainerCallback):
         stage = self.stages[index]
         on = set(GROUPS) if "all" in stage.train else set(stage.train)
         for _, param, group in self.params:
-            param.requires_grad_(group in on)
+            param.requires_grad_("all" in stage.train or group in on)
         self.scale = stage.lr_scale
         if self.scheduler is not None and hasattr(self.scheduler, "lr_lambdas"):
             for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):

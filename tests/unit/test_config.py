@@ -127,6 +127,8 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
         ("{}\n", ["method.sft_weight=2"], "method.sft_weight: must be <= 1, got 2"),
         ("{}\n", ["method.temperature=0"], "method.temperature: must be > 0, got 0"),
         ("{}\n", ["teacher.nmae=x"], "teacher.nmae: unknown key (did you mean 'name'?)"),
+        ("{}\n", ["method.name=distill", "teacher.name=deepseek-v3-tiny", "method.sft_weight=0.5", "method.on_policy_share=0.5"],
+         "method.sft_weight: the cross-entropy is on the rows' answers"),
         ("{}\n", ["method.name=distill", "teacher.from_run=legal", "teacher.quantize=nf4"],
          "teacher.quantize: a run's weights load as saved"),
         # stages

@@ -58,10 +58,10 @@ def stage_edges(history: pd.DataFrame, picked: pd.DataFrame) -> list[tuple[str, 
         names = [part.split(":")[0].strip() for part in str(run.get("tags.train.stages") or "").split(", ") if ":" in part]
         for _, point in rows[rows["run_id"] == run["run_id"]].sort_values("step").iterrows():
             index = int(point["value"])
-            if index > 0 and not any(e[0] == run["run_id"] and e[1] == point["step"] + 0.5 for e in edges):
+            if index > 0 and not any(e[0] == run["run_id"] and e[3] == index for e in edges):  # logged again on resume
                 name = names[index] if index < len(names) else f"stage {index + 1}"
-                edges.append((run["run_id"], point["step"] + 0.5, name))
-    return edges
+                edges.append((run["run_id"], point["step"] + 0.5, name, index))
+    return [edge[:3] for edge in edges]
 
 
 def score_table(picked: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -44,6 +44,8 @@ def shared_args(recipe, output_dir: str, has_eval: bool, deepspeed: dict | None 
         disable_tqdm=False,
         dataloader_num_workers=0,
         deepspeed=deepspeed,
+        # train.stages switches parameters off between steps: DDP must not wait for their gradients
+        ddp_find_unused_parameters=True if train.stages else None,
         **precision_flags(train.precision),
     )
 

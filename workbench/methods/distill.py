@@ -54,8 +54,10 @@ def held_out(student, teacher, rows, tokenizer, max_length: int = 512, batch_siz
     rows = list(rows)
     for start in range(0, len(rows), batch_size):
         batch = collate(rows[start:start + batch_size])
-        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        totals += token_divergence(student(**kwargs).logits, teacher(**kwargs).logits, batch["labels"]).cpu()
+        kwargs = {"input_ids": batch["input_ids"].to(student.device), "attention_mask": batch["attention_mask"].to(student.device)}
+        teacher_kwargs = {k: v.to(teacher.device) for k, v in kwargs.items()}
+        totals += token_divergence(student(**kwargs).logits, teacher(**teacher_kwargs).logits.to(student.device),
+                                   batch["labels"].to(student.device)).cpu()
     student.train(was_training[0]), teacher.train(was_training[1])
     tokens = max(totals[2].item(), 1.0)
     return {"kl_to_teacher": totals[0].item() / tokens, "nll": totals[1].item() / tokens, "tokens": int(totals[2].item())}
@@ -69,7 +71,15 @@ class WorkbenchDistillTrainer(GKDTrainer):
         self.sft_weight = sft_weight
         self._eval_sums = torch.zeros(3)
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self._dataset_labels = inputs["labels"]  # GKD replaces them when the student samples this batch
+        return super().training_step(model, inputs, num_items_in_batch)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and inputs["labels"] is not getattr(self, "_dataset_labels", inputs["labels"]):
+            # a sampled batch: the Trainer counted the rows' answer tokens, not these; a mean over this
+            # micro-batch, shared between the accumulation steps like the Trainer's own count
+            num_items_in_batch = (inputs["labels"][:, 1:] != -100).sum().clamp_min(1) * self.args.gradient_accumulation_steps
         kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         student_outputs = model(**kwargs)
         self.teacher_model.eval()
@@ -85,14 +95,18 @@ class WorkbenchDistillTrainer(GKDTrainer):
             nll = F.cross_entropy(student_outputs.logits[:, :-1][mask].float(), labels[mask], reduction="sum")
             count = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp_min(1)
             loss = (1 - self.sft_weight) * loss + self.sft_weight * nll / count
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes  # the count is global, DDP averages gradients (as Trainer does)
         if not model.training:
             self._eval_sums += token_divergence(student_outputs.logits, teacher_logits, inputs["labels"]).cpu()
         return (loss, student_outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if any(key.startswith("eval_") for key in logs) and self._eval_sums[2] > 0:
-            kl, nll, tokens = self._eval_sums.tolist()
-            logs.update({"eval_kl_to_teacher": kl / tokens, "eval_nll": nll / tokens})
+        if any(key.startswith("eval_") for key in logs):
+            sums = self.accelerator.reduce(self._eval_sums.to(self.accelerator.device), reduction="sum").cpu()
+            kl, nll, tokens = sums.tolist()
+            if tokens > 0:
+                logs.update({"eval_kl_to_teacher": kl / tokens, "eval_nll": nll / tokens})
             self._eval_sums.zero_()
         super().log(logs, start_time)
 
