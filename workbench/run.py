@@ -33,6 +33,7 @@ class Run:
     resume_from: str | None = None
     moe: object | None = None
     esft_selection: dict | None = None
+    teacher: str | None = None  # distill: what the teacher is ("run <id>" or its name)
     adapters: dict | None = None  # LoRA adapters each group really got (shown in the header)
     reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
     evals: object | None = None  # workbench.recipe_evals.RecipeEvals
@@ -189,7 +190,9 @@ def build(recipe, resume: bool = False) -> Run:
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
                reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
-               distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive)
+               distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive,
+               teacher=(f"run {checked.teacher.from_run}" if checked.teacher.from_run else checked.teacher.name)
+               if checked.teacher else None)
 
 
 def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
@@ -240,8 +243,6 @@ def _teacher(cfg, student, track):
     sizes = {"teacher": sum(p.numel() for p in teacher.parameters()), "student": sum(p.numel() for p in student.parameters())}
     track.mlflow.set_tags({"distill.teacher": f"run {cfg.from_run}" if cfg.from_run else cfg.name,
                            "distill.teacher_params": f"{sizes['teacher']:,}", "distill.student_params": f"{sizes['student']:,}"})
-    print(f"distillation: teacher {cfg.from_run and 'run ' + cfg.from_run or cfg.name} ({sizes['teacher'] / 1e6:.1f}M "
-          f"parameters) -> student ({sizes['student'] / 1e6:.1f}M)")
     return teacher
 
 

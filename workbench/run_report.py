@@ -56,6 +56,12 @@ def describe(run) -> dict[str, str]:
                     f"from {recipe.data.train}",
             "steps": _steps(run), "device": _device(),
             "tracking": f"{run.tracker.uri}  (run {run.tracker.run_id})", "output": str(run.output_dir)}
+    teacher = getattr(run.trainer, "teacher_model", None)
+    if teacher is not None:
+        size = sum(p.numel() for p in teacher.parameters())
+        rows["teacher"] = f"{run.teacher} ({_params(size)} parameters, frozen)"
+    if recipe.train.stages:
+        rows["stages"] = ", ".join(f"{s.name} {s.share:g}" for s in recipe.train.stages) + " (share of the steps)"
     if console.log_path():
         rows["library log"] = f"{console.log_path()}  (warnings of the libraries; -v shows them here)"
     if run.resume_from:
@@ -101,6 +107,9 @@ def summarize(run, seconds: float) -> None:
     losses = _eval_losses(run)
     if len(losses) >= 2:
         say(f"  held-out loss {losses[0]:.3f} -> {losses[-1]:.3f} ({len(losses)} evaluations)")
+    kl = [(e["eval_kl_to_teacher"], e["eval_nll"]) for e in run.trainer.state.log_history if "eval_kl_to_teacher" in e]
+    if len(kl) >= 2:
+        say(f"  held-out KL to the teacher {kl[0][0]:.3f} -> {kl[-1][0]:.3f}, answer loss {kl[0][1]:.3f} -> {kl[-1][1]:.3f}")
     if run.evals is not None and (run.evals.base_scores or run.evals.tuned_scores):
         console.scores_table(_score_rows(run.evals))
     if run.evals is not None and run.evals.retention:
