@@ -76,10 +76,12 @@ class WorkbenchDistillTrainer(GKDTrainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        global_count = num_items_in_batch is not None  # the Trainer's count: over all micro-batches and ranks
         if model.training and inputs["labels"] is not getattr(self, "_dataset_labels", inputs["labels"]):
             # a sampled batch: the Trainer counted the rows' answer tokens, not these; a mean over this
             # micro-batch, shared between the accumulation steps like the Trainer's own count
             num_items_in_batch = (inputs["labels"][:, 1:] != -100).sum().clamp_min(1) * self.args.gradient_accumulation_steps
+            global_count = False
         kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         student_outputs = model(**kwargs)
         self.teacher_model.eval()
@@ -95,7 +97,7 @@ class WorkbenchDistillTrainer(GKDTrainer):
             nll = F.cross_entropy(student_outputs.logits[:, :-1][mask].float(), labels[mask], reduction="sum")
             count = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp_min(1)
             loss = (1 - self.sft_weight) * loss + self.sft_weight * nll / count
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+        if global_count and self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes  # the count is global, DDP averages gradients (as Trainer does)
         if not model.training:
             self._eval_sums += token_divergence(student_outputs.logits, teacher_logits, inputs["labels"]).cpu()
