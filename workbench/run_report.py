@@ -84,6 +84,8 @@ def _routing(run) -> str | None:
     stats = load_stats(torch.from_numpy(np.stack(run.moe.history).sum(0)))  # (layers, E) over the whole run
     max_over_mean, starved = stats["max_over_mean"].mean().item(), stats["starved_share"].mean().item()
     balance = run.recipe.moe.balance
+    if run.recipe.train.stages:
+        balance += " (by stage: " + ", ".join(s.balance or run.recipe.moe.balance for s in run.recipe.train.stages) + ")"
     return (f"expert load max/mean {max_over_mean:.2f} (1.0 is even), {starved:.1%} of experts starved, "
             f"balance {balance}")
 
