@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from workbench.data import json_lines
 from workbench.errors import WorkbenchError
 
 DEFAULT_NGRAM = 13  # lm-eval's Janitor default and GPT-3's cut-off
@@ -102,18 +103,6 @@ def _decoded(path: Path, label: str) -> str:
                              f"{exc.start}{where}") from None
 
 
-def _json_lines(text: str, label: str) -> list[tuple[int, object]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{label}: row {number}: not valid JSON ({exc.msg})") from None
-    return rows
-
-
 def _parquet_rows(path: Path, label: str) -> list[tuple[int, object]]:
     import pyarrow.parquet as pq
 
@@ -139,9 +128,9 @@ def read_rows(path: str | Path) -> list[tuple[int, object]]:
         try:
             document = json.loads(text)
         except json.JSONDecodeError:
-            return _json_lines(text, label)  # datasets' json loader reads JSON lines from a .json file too
+            return json_lines(text, label)  # datasets' json loader reads JSON lines from a .json file too
         return list(enumerate(document if isinstance(document, list) else [document], start=1))
-    return _json_lines(text, label)
+    return json_lines(text, label)
 
 
 def train_ngram_index(train_paths: Iterable[str | Path],

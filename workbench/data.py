@@ -65,8 +65,13 @@ def jsonl_rows(path: Path, label: str) -> list[tuple[int, object]]:
     """(line number, parsed value) for each non-blank line of a UTF-8 .jsonl file; one-line errors name the row."""
     from workbench.files import read_text
 
+    return json_lines(read_text(path, label), label)
+
+
+def json_lines(text: str, label: str) -> list[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line of JSONL text."""
     rows = []
-    for number, line in enumerate(read_text(path, label).splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

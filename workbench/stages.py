@@ -75,13 +75,10 @@ def starts(stages, total_steps: int) -> list[int]:
     return edges
 
 
-def stage_at(stages, total_steps: int, step: int) -> int:
-    """The stage that optimizer step `step` (0-based: `state.global_step` before it runs) belongs to."""
-    index = 0
-    for i, start in enumerate(starts(stages, total_steps)):
-        if step >= start:
-            index = i
-    return index
+def stage_at(edges: list[int], step: int) -> int:
+    """The stage that optimizer step `step` (0-based: `state.global_step` before it runs) belongs to, given
+    `starts(...)`."""
+    return max(i for i, start in enumerate(edges) if step >= start)
 
 
 class StageCallback(TrainerCallback):
@@ -92,6 +89,7 @@ class StageCallback(TrainerCallback):
         self.current: int | None = None
         self.scale = 1.0
         self.scheduler = self.optimizer = None
+        self.edges = [0]  # the first step of each stage, set when training begins
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.scheduler, self.optimizer = kwargs.get("lr_scheduler"), kwargs.get("optimizer")
@@ -108,10 +106,11 @@ class StageCallback(TrainerCallback):
                 if end <= start:
                     print(f"warning: train.stages: '{stage.name}' gets no steps of this {state.max_steps}-step run "
                           f"(share {stage.share:g}); raise train.max_steps or its share")
-        self._enter(stage_at(self.stages, state.max_steps, state.global_step), state)
+        self.edges = edges
+        self._enter(stage_at(edges, state.global_step), state)
 
     def on_step_begin(self, args, state, control, **kwargs):
-        index = stage_at(self.stages, state.max_steps, state.global_step)
+        index = stage_at(self.edges, state.global_step)
         if index != self.current:
             self._enter(index, state)
 
