@@ -189,6 +189,15 @@ class TrainConfig(Section):
     stages: tuple[StageConfig, ...] = ()  # phases that each train some parameter groups (workbench.stages)
 
 
+class MtpConfig(Section):
+    """Multi-token prediction (workbench.mtp): DeepSeek-V3's MTP module trained beside the main model (sft)."""
+    enabled: bool = False
+    weight: PosFloat = 0.1  # the MTP loss's weight in the training loss (V3: 0.3, then 0.1)
+    init: Literal["auto", "checkpoint", "last_layer"] = "auto"  # auto: the checkpoint's MTP weights, else the last layer
+    speculative_prompts: Annotated[int, Field(ge=0)] = 16  # held-out prompts for the acceptance rate at the end; 0: skip
+    speculative_tokens: PosInt = 48  # new tokens per prompt in that measurement
+
+
 class EvalConfig(Section):
     suite: Suite = None  # a suite of evals/suites.yaml run before and after training
     limit: PosInt | None = None  # rows per task (overrides the suite's limits)
@@ -216,6 +225,7 @@ class Recipe(Section):
     teacher: TeacherConfig = TeacherConfig()
     peft: PeftConfig = PeftConfig()
     moe: MoeConfig = MoeConfig()
+    mtp: MtpConfig = MtpConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     track: TrackConfig = TrackConfig()
@@ -293,7 +303,23 @@ def _stages(r: Recipe):
                 "between steps; drop train.deepspeed or train.stages")
 
 
+def _mtp(r: Recipe):
+    if not r.mtp.enabled:
+        return None
+    if r.method.name != "sft":
+        return (f"mtp.enabled: the MTP loss is trained with sft only (method.name is {r.method.name}); the preference "
+                "and distillation methods keep a checkpoint's MTP layer as it is")
+    if r.train.packing:
+        return "mtp.enabled: the MTP layer would attend across packed sequences; set train.packing: false"
+    if r.model.quantize != "none":
+        return "mtp.enabled: a quantized base is not supported with the MTP loss; set model.quantize: none"
+    if str(r.train.deepspeed).startswith("zero3"):  # a JSON config's stage is checked when it is resolved
+        return ("mtp.enabled: the MTP layer is added after loading, outside ZeRO-3's partitioned load; use zero2 or "
+                "drop train.deepspeed")
+
+
 CROSS_FIELD_RULES = (
+    _mtp,
     _loss_type,
     _distill,
     _stages,

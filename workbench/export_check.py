@@ -28,7 +28,8 @@ class _RouteRecorder:
     def __init__(self, model):
         from workbench.moe.routing import find_routers
 
-        self.routers = find_routers(model)
+        main = model.config.get_text_config().num_hidden_layers  # an MTP layer's router is not in the main forward
+        self.routers = [(layer, router) for layer, router in find_routers(model) if layer < main]
         self.picks: list[torch.Tensor] = []
         self.handles = [r.register_forward_hook(self._hook) for _, r in self.routers]
 

@@ -8,6 +8,7 @@ Presets are small builder functions returning a real `DeepseekV3Config`; the emb
 reloaded with `from_pretrained`, so it takes the same path as any checkpoint on disk.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -62,7 +63,16 @@ def deepseek_v3_tiny_student():
     return config
 
 
-PRESETS = {"deepseek-v3-tiny": deepseek_v3_tiny, "deepseek-v3-tiny-student": deepseek_v3_tiny_student}
+def deepseek_v3_tiny_mtp():
+    """`deepseek-v3-tiny` with one multi-token-prediction layer (as DeepSeek-V3 ships): the same main weights
+    from the same seed, plus an MTP block (MoE) at `model.layers.4` in DeepSeek's checkpoint layout."""
+    config = deepseek_v3_tiny()
+    config.num_mtp_layers = 1
+    return config
+
+
+PRESETS = {"deepseek-v3-tiny": deepseek_v3_tiny, "deepseek-v3-tiny-student": deepseek_v3_tiny_student,
+           "deepseek-v3-tiny-mtp": deepseek_v3_tiny_mtp}
 
 
 def tokenizer_corpus() -> list[Path]:
@@ -89,6 +99,10 @@ def preset_dir(name: str, seed: int) -> Path:
     tokenizer = build_tokenizer(config.vocab_size, corpus, model_max_length=config.max_position_embeddings)
     torch.manual_seed(seed)
     model = DeepseekV3ForCausalLM(config)
+    if config.num_mtp_layers:
+        from workbench.mtp import attach
+
+        attach(model, None, init="random")
     partial = target.with_name(target.name + ".partial")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
@@ -109,6 +123,18 @@ def resolve_source(name: str, seed: int, key: str = "model.name") -> str:
             "and the hub is offline (HF_HUB_OFFLINE=1)"
         )
     return name
+
+
+def local_checkpoint(source: str, revision: str | None = None) -> str | None:
+    """A local folder for `source`: itself, or a hub id's downloaded snapshot (None where it is not downloaded)."""
+    if Path(source).is_dir():
+        return source
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(source, revision=revision, local_files_only=True)
+    except Exception:  # not downloaded, or not a valid repo id
+        return None
 
 
 def is_fp8(config) -> bool:
@@ -226,18 +252,19 @@ def experts_implementation(choice: str) -> str | None:
     return None if torch.cuda.is_available() else "eager"
 
 
-def load_model(cfg, key: str = "model"):
+def load_model(cfg, key: str = "model", with_mtp: bool = True):
     """(model, tokenizer) for a `ModelConfig`; `from_run` starts from another run's final weights. `key` names the
-    recipe section in errors; the teacher's (key "teacher") needs no tokenizer of its own (None)."""
+    recipe section in errors; the teacher's (key "teacher") needs no tokenizer of its own (None). `with_mtp`: a
+    checkpoint's multi-token-prediction weights load as one more layer (workbench.mtp); otherwise they stay on disk."""
     if cfg.from_run:
         from workbench.lineage import run_output
 
-        return load_final(run_output(cfg.from_run, key=f"{key}.from_run"))
+        return load_final(run_output(cfg.from_run, key=f"{key}.from_run"), with_mtp=with_mtp)
     source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
-    return _from_pretrained(source, cfg, key=f"{key}.name", tokenizer=key == "model")
+    return _from_pretrained(source, cfg, key=f"{key}.name", tokenizer=key == "model", with_mtp=with_mtp)
 
 
-def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True):
+def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True, with_mtp: bool = True):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch_dtype(cfg.dtype))
@@ -250,12 +277,40 @@ def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool 
     try:
         tokenizer = (AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
                      if tokenizer else None)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        folder = local_checkpoint(source, cfg.revision)
+        mtp_keys = _mtp_keys(folder)
+        with _quiet() if mtp_keys else contextlib.nullcontext():  # transformers lists the MTP keys as unexpected
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        if folder is None:  # a hub id: downloaded now
+            folder = local_checkpoint(source, cfg.revision)
+            mtp_keys = _mtp_keys(folder)
     except OSError as exc:
         raise WorkbenchError(f"{key}: cannot load '{cfg.name}': {str(exc).splitlines()[0]}") from None
+    if mtp_keys and with_mtp:
+        from workbench.mtp import attach
+
+        attach(model, folder, init="checkpoint")
     if tokenizer is not None and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _mtp_keys(source: str | None) -> list[str]:
+    from workbench.mtp import checkpoint_mtp_keys
+
+    if source is None:
+        return []
+    config = Path(source) / "config.json"
+    if not config.is_file():
+        return []
+    layers = json.loads(config.read_text(encoding="utf-8")).get("num_hidden_layers")
+    return checkpoint_mtp_keys(source, layers) if isinstance(layers, int) else []
+
+
+def _quiet():
+    from workbench.mtp import _quiet_transformers
+
+    return _quiet_transformers()
 
 
 def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
@@ -263,25 +318,25 @@ def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
     (final_dir / FINAL_MODEL_INFO).write_text(json.dumps({"base_model": base_model, "adapter": adapter}, indent=2))
 
 
-def load_final(path: Path):
+def load_final(path: Path, with_mtp: bool = True):
     """Rebuild a run's final model: its base (recursively) with the LoRA adapter merged, or the full model."""
-    model, tokenizer = load_unmerged(path)
+    model, tokenizer = load_unmerged(path, with_mtp=with_mtp)
     return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), tokenizer
 
 
-def load_unmerged(path: Path):
+def load_unmerged(path: Path, with_mtp: bool = True):
     """A run's final model as trained: base + PEFT adapter (not merged), or the full model."""
     from workbench.moe.bias import load_router_bias
 
     base_cfg, adapter = final_info(path)
     if not adapter:
-        model, tokenizer = _from_pretrained(str(path), base_cfg)
+        model, tokenizer = _from_pretrained(str(path), base_cfg, with_mtp=with_mtp)
     else:
         from transformers import AutoTokenizer
 
         from workbench.lora import load_adapter
 
-        base, _ = load_model(base_cfg)
+        base, _ = load_model(base_cfg, with_mtp=with_mtp)
         model, tokenizer = load_adapter(base, str(path)), AutoTokenizer.from_pretrained(str(path))
     load_router_bias(model, path)
     return model, tokenizer

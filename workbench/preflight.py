@@ -58,6 +58,7 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     facts = check_architecture(recipe, config) if config is not None else {}
     facts["base_is_adapter"] = from_adapter
     facts["contamination"] = eval_contamination(recipe)
+    check_mtp(recipe, base_model, config)
     teacher = None
     if recipe.teacher.given:
         teacher = pinned_model(recipe, "teacher")
@@ -65,6 +66,44 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
         check_distill_rows(recipe, splits, model_files(base_model, "model")[1])
     return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts,
                    teacher=teacher)
+
+
+def weights_dir(cfg) -> str | None:
+    """The local folder holding a model's weights (a run's final model, or for an adapter its base's); None for
+    a hub id not downloaded yet."""
+    from workbench.model import final_info, local_checkpoint, resolve_source
+
+    if cfg.from_run:
+        from workbench.lineage import run_output
+
+        final = run_output(cfg.from_run)
+        base, adapter = final_info(final)
+        return weights_dir(base) if adapter else str(final)
+    return local_checkpoint(resolve_source(cfg.name, cfg.seed), cfg.revision)
+
+
+def check_mtp(recipe, base_model, config) -> None:
+    """mtp.enabled needs a DeepSeek-V3 model, and MTP weights in the checkpoint where the recipe relies on them."""
+    if not recipe.mtp.enabled or config is None:
+        return
+    from workbench.mtp import checkpoint_mtp_keys
+
+    if getattr(config, "model_type", None) != "deepseek_v3":
+        raise WorkbenchError(f"mtp.enabled: multi-token prediction is DeepSeek-V3's module; this model is "
+                             f"{getattr(config, 'model_type', type(config).__name__)}")
+    folder = weights_dir(base_model)
+    if folder is None:  # a hub checkpoint not downloaded yet: what it holds is known once it loads
+        return
+    if checkpoint_mtp_keys(folder, config.num_hidden_layers) or recipe.mtp.init == "last_layer" and recipe.peft.type == "none":
+        return
+    layer = f"model.layers.{config.num_hidden_layers}.*"
+    if recipe.mtp.init == "checkpoint":
+        raise WorkbenchError(f"mtp.init: checkpoint, but {folder} holds no MTP weights ({layer}); set mtp.init: "
+                             "last_layer to start the module from the last decoder layer")
+    if recipe.peft.type != "none":
+        raise WorkbenchError(f"mtp.enabled: with LoRA the MTP layer's own weights stay frozen and unsaved, so they must "
+                             f"come from the checkpoint, and {folder} holds none ({layer}); start from a model that has "
+                             "one (deepseek-v3-tiny-mtp, DeepSeek-V3, or a full fine-tune with mtp.enabled)")
 
 
 def pinned_model(recipe, section: str = "model"):

@@ -37,6 +37,8 @@ class Run:
     adapters: dict | None = None  # LoRA adapters each group really got (shown in the header)
     reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
     evals: object | None = None  # workbench.recipe_evals.RecipeEvals
+    mtp: object | None = None  # workbench.mtp.MtpReport
+    start_model: object | None = None  # the base model's config (ModelConfig), for the MTP report
     distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
     zero_stage: int = 0
     ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
@@ -48,6 +50,8 @@ class Run:
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "running")
         self.evals.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
+        if not self.resume_from:
+            self.mtp.before(self.trainer.model, self.trainer.processing_class, self.start_model)
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
         final_dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +68,7 @@ class Run:
                 save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
             self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         self.evals.after(self.trainer.model, self.trainer.processing_class)
+        self.mtp.after(final_dir, self.trainer.processing_class, self.trainer.state.global_step)
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
@@ -74,6 +79,7 @@ class Run:
         tensors (the frozen base is never assembled on one host: that is what runs out of memory on big MoEs)."""
         if not (self.zero_stage == 3 and self.recipe.peft.type != "none"):
             self.trainer.save_model(str(final_dir))
+            self._carry_mtp(final_dir)
             return
         import deepspeed
 
@@ -84,6 +90,20 @@ class Run:
             state = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
         if self.distributed.is_main_process():
             model.save_pretrained(str(final_dir), state_dict=state)
+
+    def _carry_mtp(self, final_dir: Path) -> None:
+        """A full fine-tune without `mtp.enabled` keeps the checkpoint's MTP weights as they were (not dropped)."""
+        from workbench import mtp
+
+        if self.recipe.peft.type != "none" or mtp.mtp_layers(self.trainer.model):
+            return
+        if self.distributed is not None and not self.distributed.is_main_process():
+            return
+        lm = mtp.causal_lm(self.trainer.model)
+        copied = mtp.carry(lm.config.name_or_path, final_dir, lm.config.num_hidden_layers)
+        if copied:
+            print(f"notice: the base's multi-token-prediction layer ({copied} tensors) is saved unchanged: "
+                  "mtp.enabled is false, so it no longer matches the fine-tuned model (set mtp.enabled to train it)")
 
     def _save_reference(self, final_dir: Path) -> None:
         if self.zero_stage == 3 or not self.reference_texts:  # a partitioned model is never whole in one process
@@ -177,17 +197,24 @@ def build(recipe, resume: bool = False) -> Run:
             track.mlflow.log_dict(ds_config, "deepspeed_config.json")
             track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
-        model, tokenizer = load_model(base_model)
+        model, tokenizer = load_model(base_model, with_mtp=recipe.mtp.enabled and recipe.mtp.init != "last_layer")
+        _attach_mtp(recipe, model, track)
         if keepalive is not None:
             _record_zero_init(model, track)
         teacher = _teacher(checked.teacher, model, track) if checked.teacher else None
         trainer, moe, selection, adapted = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config,
                                                      teacher=teacher)
         evals, reference_texts = _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main)
+        from workbench.mtp import MtpReport
+
+        several = dist is not None and (dist.zero_stage(ds_config) == 3 or dist.world_size() > 1)
+        report = MtpReport(recipe, track, splits.eval if splits.eval is not None else [],
+                           enabled=main and not several and splits.eval is not None)
     except BaseException:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
+               mtp=report, start_model=base_model,
                reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive,
@@ -211,6 +238,18 @@ def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
               "will compare with the saved model instead of the trained one")
         texts = None
     return evals, texts
+
+
+def _attach_mtp(recipe, model, track) -> None:
+    """mtp.enabled: the MTP layer, from the checkpoint (already loaded) or built from the last decoder layer."""
+    if not recipe.mtp.enabled:
+        return
+    from workbench.mtp import attach, mtp_layers
+
+    origin = "checkpoint" if mtp_layers(model) else attach(model, None, init=recipe.mtp.init)
+    size = sum(p.numel() for layer in mtp_layers(model) for p in layer.parameters())
+    track.mlflow.set_tags({"mtp": f"weight {recipe.mtp.weight:g}, from the {origin.replace('_', ' ')}",
+                           "mtp.params": f"{size:,}"})
 
 
 def _record_contamination(counts: dict, recipe, track) -> None:
@@ -265,6 +304,9 @@ def _deepspeed_config(recipe, checked):
     if dist.zero_stage(config) == 3 and hidden is None:
         raise WorkbenchError("train.deepspeed: ZeRO-3 partitions the model while it loads (zero.Init) and needs its "
                              "hidden size, but this model's config could not be read here; download it, or use zero2")
+    if dist.zero_stage(config) == 3 and recipe.mtp.enabled:
+        raise WorkbenchError(f"mtp.enabled: the MTP layer is added after loading, outside ZeRO-3's partitioned load "
+                             f"({recipe.train.deepspeed} is ZeRO-3); use zero2 or drop train.deepspeed")
     if dist.zero_stage(config) == 3 and checked.facts.get("base_is_adapter"):
         raise WorkbenchError(f"model.from_run: run {recipe.model.from_run} saved a LoRA adapter, which must be merged "
                              "into whole weights before ZeRO-3 can partition them; run `workbench export "
@@ -347,8 +389,12 @@ def _load_checkpoints_as_saved(trainer) -> None:
             return original(resume_from_checkpoint, model)
         import torch
 
+        from workbench import mtp
+
         with torch.device("cpu"):
             saved = type(model).from_pretrained(str(folder), dtype=model.dtype, config=model.config)
+        if mtp.mtp_layers(model):
+            mtp.attach(saved, str(folder), init="checkpoint", key="--resume")
         model.load_state_dict(saved.state_dict(), strict=True)
         del saved
 

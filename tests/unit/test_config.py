@@ -148,6 +148,14 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
         ("{}\n", ["train.stages=[{name: a, share: 1, train: all}]", "train.deepspeed=zero2"],
          "train.stages: DeepSpeed's partitioned optimizer does not follow"),
         ("{}\n", ["train.stages=all"], "train.stages: must be a list"),
+        # multi-token prediction
+        ("{}\n", ["mtp.enabled=true", "method.name=dpo"], "mtp.enabled: the MTP loss is trained with sft only"),
+        ("{}\n", ["mtp.enabled=true", "train.packing=true"], "mtp.enabled: the MTP layer would attend across packed"),
+        ("{}\n", ["mtp.enabled=true", "train.deepspeed=zero3_offload"], "mtp.enabled: the MTP layer is added after"),
+        ("{}\n", ["mtp.weight=0"], "mtp.weight: must be > 0, got 0"),
+        ("{}\n", ["mtp.init=last"], "mtp.init: must be one of auto, checkpoint, last_layer, got last"),
+        ("{}\n", ["mtp.speculative_prompts=-1"], "mtp.speculative_prompts: must be >= 0, got -1"),
+        ("{}\n", ["mtp.wieght=0.1"], "mtp.wieght: unknown key (did you mean 'weight'?)"),
         # overrides themselves
         ("{}\n", ["train.lr"], "override 'train.lr': expected dotted.key=value"),
         ("{}\n", ["train..lr=1"], "override 'train..lr=1': expected dotted.key=value"),

@@ -55,6 +55,36 @@ class LengthGroupedBatches(LengthGroupedSampler):
 
 
 class WorkbenchSFTTrainer(SFTTrainer):
+    """TRL's SFT trainer with length-grouped batches in a random order and, with `mtp_weight`, DeepSeek-V3's
+    multi-token-prediction loss on the same answer tokens (workbench.mtp)."""
+
+    mtp_weight: float = 0.0
+    _mtp_capture = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if not self.mtp_weight or self._mtp_capture is None:
+            return result
+        from workbench.mtp import mtp_loss
+
+        loss, outputs = result if return_outputs else (result, None)
+        total, count, correct = mtp_loss(model, self._mtp_capture.take(), inputs["input_ids"], inputs["labels"],
+                                         inputs.get("attention_mask"), inputs.get("position_ids"))
+        mode = "train" if self.model.training else "eval"
+        sums = self.accelerator.gather_for_metrics(torch.stack([total.detach().float(), count.float(),
+                                                                correct.float()]).reshape(1, 3)).sum(0)
+        if sums[1] > 0:
+            self._metrics[mode]["mtp/loss"].append((sums[0] / sums[1]).item())
+            self._metrics[mode]["mtp/accuracy"].append((sums[2] / sums[1]).item())
+        if mode == "train":  # eval/loss stays the main model's own, comparable with runs without MTP
+            # normalised like the main loss: per answer token of the whole (accumulated, all-rank) batch
+            denominator = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+            term = total / denominator
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                term = term * self.accelerator.num_processes
+            loss = loss + self.mtp_weight * term
+        return (loss, outputs) if return_outputs else loss
+
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
@@ -92,4 +122,10 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
     )
     # On CPU, project only the positions that carry a loss (TRL's fallback projects every one; see lm_head.py)
     use_compact_lm_head(trainer.model)
+    if recipe.mtp.enabled:
+        from workbench.mtp import HiddenCapture, mtp_layers
+
+        if mtp_layers(trainer.model):
+            trainer.mtp_weight = recipe.mtp.weight
+            trainer._mtp_capture = HiddenCapture(trainer.model)
     return trainer

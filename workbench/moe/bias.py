@@ -37,6 +37,7 @@ def load_router_bias(model, source: Path) -> bool:
         return False
     tensors = load_file(str(source / ROUTER_BIAS))
     for layer, router in find_routers(model):
-        router.e_score_correction_bias.data = tensors[f"model.layers.{layer}.mlp.gate.e_score_correction_bias"].to(
-            router.e_score_correction_bias.device)
+        saved = tensors.get(f"model.layers.{layer}.mlp.gate.e_score_correction_bias")
+        if saved is not None:  # an MTP layer carried from an earlier checkpoint keeps the bias it loaded with
+            router.e_score_correction_bias.data = saved.to(router.e_score_correction_bias.device)
     return True
