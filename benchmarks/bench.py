@@ -59,7 +59,11 @@ SEED = 42
 RECOMMENDED: list[str] = []
 
 # Workbench variants for --candidates; each runs interleaved with the baseline and the recipe as it stands.
+# The MTP loss's cost: the same recipe on the preset with one MTP layer, trained (its loss on); speculative decoding
+# is measured after training, outside the timed loop, and is switched off here.
+MTP = ["model.name=deepseek-v3-tiny-mtp", "mtp.enabled=true", "mtp.speculative_prompts=0"]
 CANDIDATES = {
+    "mtp": MTP,
     "packing": ["train.packing=true"],
     "all_token_loss": ["train.assistant_only_loss=false"],
     "checkpointing": ["train.gradient_checkpointing=true"],
@@ -129,6 +133,7 @@ def variants(args) -> dict[str, dict]:
                 plan[name] = {"kind": "workbench", "overrides": CANDIDATES[name]}
     else:
         plan["workbench_no_telemetry"] = {"kind": "workbench", "overrides": ["moe.telemetry=false", "moe.balance=none"]}
+        plan["workbench_mtp"] = {"kind": "workbench", "overrides": MTP}
         if RECOMMENDED:
             plan["workbench_tuned"] = {"kind": "workbench", "overrides": RECOMMENDED}
     return plan
@@ -171,6 +176,11 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
             if reference in runs:
                 row.update({f"{k}_{suffix}": v for k, v in compare(results, runs[reference]).items()})
         summary[name] = row
+    with_mtp = runs.get("workbench_mtp") or runs.get("mtp")
+    if with_mtp and runs.get("workbench"):
+        # step time with the MTP loss over step time without, per repeat (the same tokens, the same main model)
+        costs = [b["tokens_per_s"] / a["tokens_per_s"] for a, b in zip(with_mtp, runs["workbench"])]
+        summary["mtp_cost"] = {"step_time_ratio": statistics.median(costs), "per_repeat": costs}
     on, off = runs.get("workbench"), runs.get("workbench_no_telemetry") or runs.get("no_telemetry")
     if on and off:
         # Two ways: the share of step time spent inside the telemetry code, timed directly in the telemetry-on runs
@@ -247,6 +257,10 @@ def table(summary: dict) -> str:
                      f"{row['tokens_per_cpu_s'] / summary['baseline_tuned']['tokens_per_cpu_s']:.2f}")
     lines.append("RSS MB: peak of the training loop; whole process (with what a run does after training): " + ", ".join(
         f"{name} {row['peak_rss_mb']:.0f}" for name, row in summary.items() if "peak_rss_mb" in row))
+    if "mtp_cost" in summary:
+        m = summary["mtp_cost"]
+        lines.append(f"MTP loss: step time x{m['step_time_ratio']:.2f} of the workbench row's (per repeat "
+                     f"{_list(m['per_repeat'])}), one MTP layer on a 4-layer model")
     if "telemetry_overhead" in summary:
         t = summary["telemetry_overhead"]
         lines.append(f"telemetry: {t['share_of_step_time']:.1%} of step time inside its hooks and callback, timed directly "

@@ -48,10 +48,12 @@ def _layer_class():
 
 def causal_lm(model):
     """The `DeepseekV3ForCausalLM` under any PEFT / DeepSpeed wrapper."""
-    while not hasattr(model, "lm_head") and hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    while not hasattr(model, "lm_head") and hasattr(model, "module"):
-        model = model.module
+    # by type, not by attribute: PEFT forwards unknown attributes (lm_head too) to the wrapped model
+    for _ in range(4):
+        if "module" in getattr(model, "_modules", {}) and not hasattr(type(model), "lm_head"):
+            model = model.module  # DDP / DeepSpeed engine
+        if hasattr(model, "get_base_model") and "lm_head" not in model._modules:
+            model = model.get_base_model()
     return model
 
 

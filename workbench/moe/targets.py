@@ -91,8 +91,11 @@ def resolve_targets(model, requested: list[str]) -> TargetSpec:
 
 def expected_counts(model, spec: TargetSpec) -> dict[str, int]:
     """How many adapters each requested group should get, from the model's own structure."""
+    from workbench.mtp import mtp_layers
+
     config = model.config
-    n_layers, n_dense = config.num_hidden_layers, config.first_k_dense_replace
+    n_mtp = len(mtp_layers(model))  # an attached MTP layer is one more MoE layer with attention
+    n_layers, n_dense = config.num_hidden_layers + n_mtp, config.first_k_dense_replace
     n_moe = n_layers - n_dense
     counts = {}
     if "attention" in spec.presets or spec.leaves:
