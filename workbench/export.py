@@ -74,9 +74,13 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
         exported, kind = copy.deepcopy(tuned).merge_and_unload(), "lora-merge"
     else:
         exported, kind = tuned, "full"
+    from workbench import mtp
+
     exported.save_pretrained(out_dir)
+    mtp.write_shared_copies(exported, out_dir)
     tokenizer.save_pretrained(out_dir)
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=exported.dtype)
+    with mtp._quiet_transformers():  # the MTP layer's keys are unexpected to the main model
+        reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=exported.dtype)
     from workbench.export_check import compare_with_reference
 
     facts = compare_with_reference(reloaded, final)
@@ -84,11 +88,22 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
         diff, against = max(facts["max_abs_logit_diff"], facts["max_abs_logsumexp_diff"]), "trained"
     else:
         diff, against = (sample_logits(reloaded, tokenizer) - sample_logits(tuned, tokenizer)).abs().max().item(), "saved"
+    mtp_diff = None
+    if mtp.mtp_layers(exported):  # the MTP layer as transformers' MtpModel reads it from the export
+        mtp.attach(reloaded, str(out_dir), init="checkpoint", key="export")
+        saved, now = mtp.mtp_layers(exported)[0].state_dict(), mtp.mtp_layers(reloaded)[0].state_dict()
+        mtp_diff = max((saved[k].float() - now[k].float()).abs().max().item() for k in saved)
+        if mtp_diff > tolerance:
+            raise WorkbenchError(f"export: the exported MTP layer differs from the trained one by {mtp_diff:.3g} "
+                                 f"(tolerance {tolerance:g}); not safe to use: {out_dir}")
     if run_id:
         import mlflow
 
         with mlflow.start_run(run_id=run_id):
-            mlflow.log_metrics({f"export/{k}": v for k, v in (facts or {"max_abs_logit_diff": diff}).items()})
+            metrics = dict(facts or {"max_abs_logit_diff": diff})
+            if mtp_diff is not None:
+                metrics["mtp_max_abs_diff"] = mtp_diff
+            mlflow.log_metrics({f"export/{k}": v for k, v in metrics.items()})
             mlflow.set_tag("export_dir", str(out_dir))
     if diff > tolerance:
         routing = f"; routing agreed on {facts['routing_agreement']:.2%} of token-layers" if facts else ""

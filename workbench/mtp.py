@@ -397,29 +397,53 @@ def _compare_generation(lm, tokenizer, prompt, max_new_tokens: int, stats: dict)
 
 def carry(source: str, final_dir: Path, num_hidden_layers: int) -> int:
     """Copy a checkpoint's MTP tensors, unchanged, into a saved model that was trained without them (a full
-    fine-tune with `mtp.enabled: false`), so the module is not dropped; the saved files become two shards with an
-    index (transformers reads a lone model.safetensors before any index). Returns how many tensors it copied."""
+    fine-tune with `mtp.enabled: false`), so the module is not dropped. Returns how many tensors it copied."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     keys = set(checkpoint_mtp_keys(source, num_hidden_layers))
-    single = final_dir / "model.safetensors"
-    if not keys or not single.is_file():
+    if not keys:
         return 0
     tensors = {}
     for file in sorted(Path(source).glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as handle:
             tensors.update({k: handle.get_tensor(k) for k in handle.keys() if k in keys})
-    with safe_open(str(single), framework="pt") as handle:
-        main_keys = list(handle.keys())
-    names = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
-    single.rename(final_dir / names[0])
-    save_file(tensors, str(final_dir / names[1]), metadata={"format": "pt"})
-    size = sum((final_dir / n).stat().st_size for n in names)
-    index = {"metadata": {"total_size": size}, "weight_map": {**{k: names[0] for k in main_keys},
-                                                              **{k: names[1] for k in sorted(tensors)}}}
-    (final_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    add_shard(final_dir, tensors)
     return len(tensors)
+
+
+def add_shard(folder: Path, tensors: dict[str, torch.Tensor], name: str = "mtp") -> None:
+    """Write `tensors` as one more safetensors shard of a saved model and list them in its index (a lone
+    model.safetensors becomes the first shard: transformers reads it before any index)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    index_path, single = folder / "model.safetensors.index.json", folder / "model.safetensors"
+    if single.is_file():  # just written (an index beside it would be an earlier save's)
+        with safe_open(str(single), framework="pt") as handle:
+            index = {"metadata": {}, "weight_map": {k: "model-main.safetensors" for k in handle.keys()}}
+        single.replace(folder / "model-main.safetensors")
+    else:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    shard = f"model-{name}.safetensors"
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(folder / shard),
+              metadata={"format": "pt"})
+    index["weight_map"].update({k: shard for k in tensors})
+    files = set(index["weight_map"].values())
+    index["metadata"]["total_size"] = sum((folder / f).stat().st_size for f in files)
+    index_path.write_text(json.dumps(index, indent=2))
+
+
+def write_shared_copies(model, folder: Path) -> int:
+    """DeepSeek's checkpoints also hold the MTP layer's copies of the shared embedding and output head
+    (`model.layers.{L}.embed_tokens.weight`, `model.layers.{L}.shared_head.head.weight`), which serving engines read
+    (transformers ignores them). Writes them beside an export that has an MTP layer; returns how many."""
+    lm = causal_lm(model)
+    if not mtp_layers(lm):
+        return 0
+    layer = lm.config.num_hidden_layers
+    add_shard(folder, {f"model.layers.{layer}.embed_tokens.weight": lm.get_input_embeddings().weight,
+                       f"model.layers.{layer}.shared_head.head.weight": lm.lm_head.weight}, name="mtp-shared")
+    return 2
 
 
 def prompts_of(rows, limit: int) -> list[list[dict]]:

@@ -3,7 +3,8 @@ plain transformers and decodes exactly what greedy decoding does, a fine-tune wi
 (not dropped), LoRA reaches the MTP block and its router counts in the telemetry, and bad MTP recipes stop before
 any run opens."""
 
-import mlflow
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors import safe_open
@@ -12,6 +13,7 @@ from support import FAST, history
 from workbench import mtp
 from workbench.config import load_recipe
 from workbench.errors import WorkbenchError
+from workbench.model import preset_dir
 from workbench.preflight import preflight
 
 
@@ -43,7 +45,12 @@ def test_the_mtp_head_learns_and_the_export_speculates_exactly_with_plain_transf
     final = run.output_dir / "final"
     assert "model.layers.4.eh_proj.weight" in _mtp_tensors(final)
 
-    out = export(run_id, str(tmp_path / "export")).out_dir
+    result = export(run_id, str(tmp_path / "export"))
+    out = result.out_dir
+    exported = _mtp_tensors(out)
+    assert exported.keys() - _mtp_tensors(final).keys() == {"model.layers.4.embed_tokens.weight",
+                                                             "model.layers.4.shared_head.head.weight"}  # DeepSeek's copies
+    assert history(client, run_id, "export/mtp_max_abs_diff") == [0.0]
     plain = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     mtp.use_mtp_generation(plain)  # the one line (transformers expects DeepSeek-V3's 61 layers)
@@ -92,3 +99,41 @@ def test_mtp_recipes_that_cannot_work_stop_in_preflight(overrides, message):
         return
     with pytest.raises(WorkbenchError, match=message):
         preflight(recipe)
+
+
+def test_an_mtp_run_killed_after_a_checkpoint_resumes_with_its_trained_mtp_layer(isolated):
+    from transformers import TrainerCallback
+
+    from workbench.run import build
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    recipe = load_recipe("legal-mtp", FAST + isolated["overrides"] + [
+        "train.max_steps=4", "train.save_steps=2", "mtp.speculative_prompts=0", "moe.telemetry=false"])
+    first = build(recipe)
+    first.trainer.add_callback(Crash())
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    first.close()
+    saved = _mtp_tensors(isolated["tmp"] / "out" / "checkpoint-2")
+    second = build(recipe, resume=True)
+    loaded = {}
+    original = second.trainer._load_from_checkpoint
+
+    def spy(checkpoint, model=None):
+        original(checkpoint, model)
+        lm = mtp.causal_lm(second.trainer.model)
+        loaded.update({f"model.layers.4.{k}": v.clone() for k, v in mtp.mtp_layers(lm)[0].state_dict().items()})
+
+    second.trainer._load_from_checkpoint = spy
+    second.train()
+    second.close()
+    # the checkpoint's MTP weights came back (per-expert keys fused again), not the preset's
+    fused = {k: v for k, v in loaded.items() if ".experts." not in k}
+    assert fused and all(torch.equal(v, saved[k]) for k, v in fused.items())
+    assert torch.equal(loaded["model.layers.4.mlp.experts.down_proj"][3], saved["model.layers.4.mlp.experts.3.down_proj.weight"])
+    preset = _mtp_tensors(Path(str(preset_dir("deepseek-v3-tiny-mtp", 0))))
+    assert not torch.equal(saved["model.layers.4.eh_proj.weight"], preset["model.layers.4.eh_proj.weight"])
