@@ -111,3 +111,22 @@ def test_last_layer_init_copies_the_block_and_starts_eh_proj_as_an_average(saved
     hidden = model.config.hidden_size
     assert torch.equal(layer.eh_proj.weight, torch.cat([torch.eye(hidden)] * 2, dim=1) / 2)
     assert model.config.num_mtp_layers == 1
+
+
+def test_the_mtp_router_counts_real_tokens_only_in_the_routing_telemetry(saved):
+    from workbench.moe.routing import RoutingRecorder
+
+    model, _, _ = saved
+    model.eval()
+    recorder = RoutingRecorder(model)
+    assert recorder.layers == [1, 2, 3, 4]  # the MTP layer's router is the fifth layer's
+    batch = torch.randint(3, 8000, (2, 10), generator=torch.Generator().manual_seed(2))
+    mask = (torch.arange(10) < torch.tensor([[6], [10]])).long()  # 6 + 10 real tokens, right-padded
+    capture = mtp.HiddenCapture(model)
+    with torch.no_grad():
+        model(input_ids=batch, attention_mask=mask)
+        mtp.mtp_forward(model, capture.take(), batch, mask)
+    capture.remove()
+    recorder.remove()
+    tokens = recorder.take("eval").tokens
+    assert tokens.tolist() == [16, 16, 16, 5 + 9]  # the MTP layer sees positions 1..T-1: 5 + 9 of them real
