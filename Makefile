@@ -85,7 +85,7 @@ schedule: $(STAMP)
 	$(VENV)/bin/workbench schedule --suite $(SUITE) $(if $(ONCE),--once,$(if $(CRON),--cron "$(CRON)",--every $(or $(INTERVAL),600))) $(if $(LIMIT),--limit $(LIMIT))
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf runs .cache mlflow.db
