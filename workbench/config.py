@@ -194,6 +194,7 @@ class MtpConfig(Section):
     enabled: bool = False
     weight: PosFloat = 0.1  # the MTP loss's weight in the training loss (V3: 0.3, then 0.1)
     init: Literal["auto", "checkpoint", "last_layer"] = "auto"  # auto: the checkpoint's MTP weights, else the last layer
+    report: Literal["trained", "always", "never"] = "trained"  # measure before/after: a trained layer, also a kept one
     speculative_prompts: Annotated[int, Field(ge=0)] = 16  # held-out prompts for the acceptance rate at the end; 0: skip
     speculative_tokens: PosInt = 48  # new tokens per prompt in that measurement
 
@@ -304,6 +305,8 @@ def _stages(r: Recipe):
 
 
 def _mtp(r: Recipe):
+    if r.mtp.report == "always" and r.method.name not in ("sft", "distill"):
+        return f"mtp.report: always measures on chat rows (sft, distill); method {r.method.name} has none"
     if not r.mtp.enabled:
         return None
     if r.method.name != "sft":
@@ -313,6 +316,12 @@ def _mtp(r: Recipe):
         return "mtp.enabled: the MTP layer would attend across packed sequences; set train.packing: false"
     if r.model.quantize != "none":
         return "mtp.enabled: a quantized base is not supported with the MTP loss; set model.quantize: none"
+    if r.moe.esft != "none":
+        return "mtp.enabled: ESFT freezes all but the selected experts, the MTP layer's too; drop moe.esft or mtp"
+    if r.train.stages:
+        return "mtp.enabled: train.stages has no group for the MTP layer's own projections; drop one of them"
+    if r.model.trust_remote_code:
+        return "mtp.enabled: needs transformers' own DeepSeek-V3 code; set model.trust_remote_code: false"
     if str(r.train.deepspeed).startswith("zero3"):  # a JSON config's stage is checked when it is resolved
         return ("mtp.enabled: the MTP layer is added after loading, outside ZeRO-3's partitioned load; use zero2 or "
                 "drop train.deepspeed")

@@ -226,12 +226,12 @@ def load_target(target: str):
     if target not in PRESETS and not path.is_dir() and RUN_ID.fullmatch(target):
         run_id, (model, tokenizer) = target, _load_run(target)
     elif path.is_dir() and (path / FINAL_MODEL_INFO).is_file():  # a run's final dir (adapter or full model)
-        model, tokenizer = load_final(path.resolve())
+        model, tokenizer = load_final(path.resolve(), with_mtp=False)  # lm-eval scores the main model
     else:
         from pydantic import ValidationError
 
         try:
-            model, tokenizer = load_model(ModelConfig(name=target))
+            model, tokenizer = load_model(ModelConfig(name=target), with_mtp=False)
         except (WorkbenchError, ValidationError) as exc:
             why = exc if isinstance(exc, WorkbenchError) else "an empty name"
             raise WorkbenchError(f"eval target '{target}' is not a run id, a model directory, a preset "
@@ -256,4 +256,4 @@ def _load_run(run_id: str):
         mlflow.MlflowClient().get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise WorkbenchError(f"eval target '{run_id}': no run with that id in {uri}") from None
-    return load_final(run_output(run_id))
+    return load_final(run_output(run_id), with_mtp=False)

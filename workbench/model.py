@@ -8,7 +8,6 @@ Presets are small builder functions returning a real `DeepseekV3Config`; the emb
 reloaded with `from_pretrained`, so it takes the same path as any checkpoint on disk.
 """
 
-import contextlib
 import hashlib
 import json
 import os
@@ -277,19 +276,19 @@ def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool 
     try:
         tokenizer = (AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
                      if tokenizer else None)
-        folder = local_checkpoint(source, cfg.revision)
-        mtp_keys = _mtp_keys(folder)
-        with _quiet() if mtp_keys else contextlib.nullcontext():  # transformers lists the MTP keys as unexpected
+        from workbench.mtp import expected_mtp_keys
+
+        depth = getattr(read_config(source, cfg, key=key), "num_hidden_layers", None)
+        with expected_mtp_keys(depth):  # a checkpoint's MTP keys are not the main model's: not reported as unexpected
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        if folder is None:  # a hub id: downloaded now
-            folder = local_checkpoint(source, cfg.revision)
-            mtp_keys = _mtp_keys(folder)
     except OSError as exc:
         raise WorkbenchError(f"{key}: cannot load '{cfg.name}': {str(exc).splitlines()[0]}") from None
-    if mtp_keys and with_mtp:
-        from workbench.mtp import attach
+    if with_mtp:
+        from workbench.mtp import attach, is_deepseek_v3
 
-        attach(model, folder, init="checkpoint")
+        folder = local_checkpoint(source, cfg.revision)  # a hub id: its snapshot, downloaded by now
+        if is_deepseek_v3(model) and _mtp_keys(folder):
+            attach(model, folder, init="checkpoint")
     if tokenizer is not None and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -305,12 +304,6 @@ def _mtp_keys(source: str | None) -> list[str]:
         return []
     layers = json.loads(config.read_text(encoding="utf-8")).get("num_hidden_layers")
     return checkpoint_mtp_keys(source, layers) if isinstance(layers, int) else []
-
-
-def _quiet():
-    from workbench.mtp import _quiet_transformers
-
-    return _quiet_transformers()
 
 
 def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:

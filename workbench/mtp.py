@@ -57,6 +57,13 @@ def causal_lm(model):
     return model
 
 
+def is_deepseek_v3(model) -> bool:
+    """transformers' own DeepseekV3ForCausalLM (remote modelling code may run every entry of `layers`)."""
+    from transformers import DeepseekV3ForCausalLM
+
+    return isinstance(causal_lm(model), DeepseekV3ForCausalLM)
+
+
 def mtp_layers(model) -> list[nn.Module]:
     """The MTP layers attached to `model` (empty when it has none)."""
     lm = causal_lm(model)
@@ -67,10 +74,17 @@ def mtp_layers(model) -> list[nn.Module]:
     return list(layers[lm.config.get_text_config().num_hidden_layers:])
 
 
+def holds_weights(source: str | None) -> bool:
+    """Whether a folder holds safetensors weights (a hub snapshot may hold only the config and tokenizer yet)."""
+    folder = Path(source) if source else None
+    return bool(folder and folder.is_dir() and ((folder / "model.safetensors.index.json").is_file()
+                                                 or any(folder.glob("*.safetensors"))))
+
+
 def checkpoint_mtp_keys(source: str, num_hidden_layers: int) -> list[str]:
     """The checkpoint's MTP tensor names (`model.layers.{L}.*`, L >= num_hidden_layers) in a local directory."""
-    directory = Path(source)
-    if not directory.is_dir():
+    directory = Path(source) if source else None
+    if directory is None or not directory.is_dir():
         return []
     index = directory / "model.safetensors.index.json"
     if index.is_file():
@@ -95,8 +109,9 @@ def attach(model, source: str | None, init: str = "auto", key: str = "mtp.init")
     n_layers = config.num_hidden_layers
     if mtp_layers(lm):
         return "attached"
-    if not hasattr(config, "get_mtp_config") or getattr(lm.model, "layers", None) is None:
-        raise WorkbenchError(f"{key}: multi-token prediction needs a DeepSeek-V3 model; this is {type(lm).__name__}")
+    if not is_deepseek_v3(lm):
+        raise WorkbenchError(f"{key}: multi-token prediction needs transformers' DeepSeek-V3 model; this is "
+                             f"{type(lm).__name__}")
     found = checkpoint_mtp_keys(source, n_layers) if source else []
     if init == "checkpoint" and not found:
         raise WorkbenchError(f"{key}: checkpoint, but {source} holds no MTP weights (model.layers.{n_layers}.*); "
@@ -147,12 +162,13 @@ def _checkpoint_state(lm, source: str) -> dict[str, torch.Tensor]:
     from transformers.modeling_layers import MtpModel
 
     with _mtp_key_pattern(lm), _quiet_transformers(), detached(lm):
-        saved = lm.config.name_or_path
-        lm.config.name_or_path = str(source)
+        saved = lm.config.name_or_path, lm.config.dtype
+        # save_pretrained leaves config.dtype as text, which MtpModel cannot build with
+        lm.config.name_or_path, lm.config.dtype = str(source), next(lm.parameters()).dtype
         try:
             mtp = MtpModel.from_pretrained(lm, device_map={"": next(lm.parameters()).device})
         finally:
-            lm.config.name_or_path = saved
+            lm.config.name_or_path, lm.config.dtype = saved
     state = {}
     for name, tensor in mtp.layers[0].state_dict().items():
         if name.startswith("mtp_block."):
@@ -202,6 +218,25 @@ def use_mtp_generation(model) -> None:
     the one line a user needs on a checkpoint that is not 61 layers deep."""
     lm = causal_lm(model)
     lm._keys_to_ignore_on_load_unexpected = [rf"model\.layers\.{lm.config.num_hidden_layers}\..*"]
+
+
+@contextlib.contextmanager
+def expected_mtp_keys(num_hidden_layers: int | None):
+    """While a DeepSeek-V3 checkpoint of this depth loads, its MTP layers' keys (`model.layers.{L}.*`, L from
+    num_hidden_layers on) count as known to transformers, as DeepSeek-V3's own `model.layers.61.*` do; any
+    other unexpected key is still reported."""
+    from transformers import DeepseekV3ForCausalLM
+
+    if not isinstance(num_hidden_layers, int):
+        yield
+        return
+    before = DeepseekV3ForCausalLM.__dict__.get("_keys_to_ignore_on_load_unexpected")
+    depths = "|".join(str(num_hidden_layers + k) for k in range(4))
+    DeepseekV3ForCausalLM._keys_to_ignore_on_load_unexpected = list(before or []) + [rf"model\.layers\.({depths})\..*"]
+    try:
+        yield
+    finally:
+        DeepseekV3ForCausalLM._keys_to_ignore_on_load_unexpected = before
 
 
 @contextlib.contextmanager
@@ -301,6 +336,9 @@ def as_mtp_model_state(layer) -> dict[str, torch.Tensor]:
     """An attached MTP layer's weights under transformers' `MtpModel` names (`layers.0.mtp_block.*` ...)."""
     state = {}
     for name, tensor in layer.state_dict().items():
+        if "lora_" in name or "modules_to_save" in name:
+            continue  # a PEFT-wrapped layer, adapters merged into base_layer by the caller
+        name = name.replace(".base_layer", "")
         if name.split(".")[0] in ("enorm", "hnorm", "eh_proj"):
             state[f"layers.0.{name}"] = tensor
         elif name.startswith("shared_head.norm."):
@@ -319,12 +357,16 @@ def _drafts_from(layer):
     original = MtpModel.__dict__["from_pretrained"]
 
     def from_memory(cls, main_model, device_map=None, **kwargs):
-        model = cls(main_model, 1)
+        from transformers.modeling_utils import local_torch_dtype
+
+        reference = next(layer.parameters())
+        with local_torch_dtype(reference.dtype, cls.__name__):  # built in the layer's dtype (bf16 on GPU), not fp32
+            model = cls(main_model, 1)
         missing, unexpected = model.load_state_dict(as_mtp_model_state(layer), strict=False)
         shared = ("embed_tokens.", "shared_head.")  # tied to the main model's
         if unexpected or any(not k.startswith(shared) for k in missing):
             raise WorkbenchError(f"mtp: the MTP layer does not match transformers' MtpModel ({(missing + unexpected)[:3]})")
-        return model.to(next(layer.parameters()).device).eval()
+        return model.to(device=reference.device, dtype=reference.dtype).eval()
 
     MtpModel.from_pretrained = classmethod(from_memory)
     try:
@@ -395,7 +437,7 @@ def _compare_generation(lm, tokenizer, prompt, max_new_tokens: int, stats: dict)
     return fast.shape[1] - ids.shape[1], int(torch.equal(plain, fast))
 
 
-def carry(source: str, final_dir: Path, num_hidden_layers: int) -> int:
+def carry(source: str | None, final_dir: Path, num_hidden_layers: int) -> int:
     """Copy a checkpoint's MTP tensors, unchanged, into a saved model that was trained without them (a full
     fine-tune with `mtp.enabled: false`), so the module is not dropped. Returns how many tensors it copied."""
     from safetensors import safe_open
@@ -466,40 +508,78 @@ def measure(model, tokenizer, rows, cfg) -> dict[str, float]:
     return figures
 
 
+@contextlib.contextmanager
+def temporarily_attached(model, folder: str):
+    """The checkpoint's MTP layer on `model` for a while (to measure a layer that is not trained), then off again."""
+    lm = causal_lm(model)
+    before = lm.config.num_mtp_layers
+    attach(lm, folder, init="checkpoint", key="mtp.report")
+    try:
+        yield
+    finally:
+        del lm.model.layers[lm.config.num_hidden_layers]
+        lm.config.num_mtp_layers = before
+
+
+@contextlib.contextmanager
+def merged(model):
+    """LoRA adapters merged into their base weights for a while (the MTP drafter reads plain weights)."""
+    peft = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
+    if peft:
+        model.merge_adapter()
+    try:
+        yield
+    finally:
+        if peft:
+            model.unmerge_adapter()
+
+
 class MtpReport:
     """Before and after a run: the MTP head's held-out figures and speculative decoding on held-out prompts,
-    logged as `mtp/*` (step 0 before, the last step after) and summed up in one console line."""
+    logged as `mtp/*` (step 0 before, the last step after) and summed up in one console line. Measured on the
+    model in memory (no second copy): the trained layer, or with `mtp.report: always` the checkpoint's layer
+    attached for the measurement only."""
 
     def __init__(self, recipe, track, rows, enabled: bool):
-        self.recipe, self.track, self.rows, self.enabled = recipe, track, rows, enabled
+        mode = recipe.mtp.report
+        self.recipe, self.track, self.rows = recipe, track, rows
+        self.active = enabled and mode != "never" and (recipe.mtp.enabled or mode == "always")
         self.before_figures: dict | None = None
 
-    def before(self, model, tokenizer, base_model) -> None:
-        if not self.enabled:
-            return
+    def _untrained_source(self, model, final_dir: Path | None = None) -> str | None:
+        from workbench.model import local_checkpoint
+
         lm = causal_lm(model)
+        for folder in ([str(final_dir)] if final_dir else []) + [local_checkpoint(lm.config.name_or_path)]:
+            if folder and checkpoint_mtp_keys(folder, lm.config.num_hidden_layers):
+                return folder
+        return None
+
+    def _measure(self, model, tokenizer, final_dir: Path | None = None) -> dict | None:
         if mtp_layers(model):
-            self.before_figures = measure(model, tokenizer, self.rows, self.recipe.mtp)
-        elif checkpoint_mtp_keys(lm.config.name_or_path, lm.config.num_hidden_layers):
-            # trained without its MTP layer: measure the checkpoint's, as it was
-            from workbench.model import load_model
+            with merged(model):
+                return measure(model, tokenizer, self.rows, self.recipe.mtp)
+        folder = self._untrained_source(model, final_dir)
+        if folder is None:
+            return None
+        with temporarily_attached(model, folder), merged(model):
+            return measure(model, tokenizer, self.rows, self.recipe.mtp)
 
-            base, _ = load_model(base_model, with_mtp=True)
-            if mtp_layers(base):
-                self.before_figures = measure(base, tokenizer, self.rows, self.recipe.mtp)
-            del base
-        if self.before_figures:
-            self.track.log_metrics({f"mtp/{k}": v for k, v in self.before_figures.items()}, step=0, raw=True)
-
-    def after(self, final_dir: Path, tokenizer, step: int) -> None:
-        if not self.enabled or not (self.recipe.mtp.enabled or self.before_figures):
+    def before(self, model, tokenizer) -> None:
+        if not self.active:
             return
-        from workbench.model import load_final
-
-        model, _ = load_final(final_dir, with_mtp=True)
-        if not mtp_layers(model):
+        self.before_figures = self._measure(model, tokenizer)
+        if self.before_figures is None:
+            print("notice: mtp.report: always, but the base model has no MTP layer to measure")
             return
-        figures = measure(model, tokenizer, self.rows, self.recipe.mtp)
+        self.track.log_metrics({f"mtp/{k}": v for k, v in self.before_figures.items()}, step=0, raw=True)
+
+    def after(self, model, tokenizer, final_dir: Path, step: int) -> None:
+        if not self.active:
+            return
+        figures = self._measure(model, tokenizer, final_dir)
+        if figures is None:
+            return
         self.track.log_metrics({f"mtp/{k}": v for k, v in figures.items()}, step=step, raw=True)
         before = self.before_figures or {}
 
@@ -507,7 +587,7 @@ class MtpReport:
             now = fmt.format(figures[key])
             return f"{fmt.format(before[key])} -> {now}" if key in before else now
 
-        trained = "trained" if self.recipe.mtp.enabled else "kept as loaded (mtp.enabled: false)"
+        trained = "trained" if self.recipe.mtp.enabled else "kept as loaded, mtp.enabled: false"
         line = f"MTP ({trained}): held-out next-next-token accuracy {change('heldout_accuracy')}"
         if "acceptance_rate" in figures:
             line += (f"; speculative decoding accepts {change('acceptance_rate')} of drafts, "

@@ -79,7 +79,10 @@ def weights_dir(cfg) -> str | None:
         final = run_output(cfg.from_run)
         base, adapter = final_info(final)
         return weights_dir(base) if adapter else str(final)
-    return local_checkpoint(resolve_source(cfg.name, cfg.seed), cfg.revision)
+    from workbench.mtp import holds_weights
+
+    folder = local_checkpoint(resolve_source(cfg.name, cfg.seed), cfg.revision)
+    return folder if holds_weights(folder) else None  # a snapshot with only config and tokenizer: not known yet
 
 
 def check_mtp(recipe, base_model, config) -> None:
@@ -91,10 +94,13 @@ def check_mtp(recipe, base_model, config) -> None:
     if getattr(config, "model_type", None) != "deepseek_v3":
         raise WorkbenchError(f"mtp.enabled: multi-token prediction is DeepSeek-V3's module; this model is "
                              f"{getattr(config, 'model_type', type(config).__name__)}")
+    if recipe.mtp.init == "last_layer" and recipe.peft.type != "none":
+        raise WorkbenchError("mtp.init: last_layer builds the MTP layer in memory, and a LoRA adapter saves neither it "
+                             "nor its frozen weights; use mtp.init: checkpoint with LoRA, or a full fine-tune")
     folder = weights_dir(base_model)
     if folder is None:  # a hub checkpoint not downloaded yet: what it holds is known once it loads
         return
-    if checkpoint_mtp_keys(folder, config.num_hidden_layers) or recipe.mtp.init == "last_layer" and recipe.peft.type == "none":
+    if recipe.mtp.init == "last_layer" or checkpoint_mtp_keys(folder, config.num_hidden_layers):
         return
     layer = f"model.layers.{config.num_hidden_layers}.*"
     if recipe.mtp.init == "checkpoint":

@@ -38,7 +38,6 @@ class Run:
     reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
     evals: object | None = None  # workbench.recipe_evals.RecipeEvals
     mtp: object | None = None  # workbench.mtp.MtpReport
-    start_model: object | None = None  # the base model's config (ModelConfig), for the MTP report
     distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
     zero_stage: int = 0
     ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
@@ -51,7 +50,7 @@ class Run:
             _write_info(self.output_dir, self.tracker.run_id, "running")
         self.evals.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
         if not self.resume_from:
-            self.mtp.before(self.trainer.model, self.trainer.processing_class, self.start_model)
+            self.mtp.before(self.trainer.model, self.trainer.processing_class)
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
         final_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +67,7 @@ class Run:
                 save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
             self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         self.evals.after(self.trainer.model, self.trainer.processing_class)
-        self.mtp.after(final_dir, self.trainer.processing_class, self.trainer.state.global_step)
+        self.mtp.after(self.trainer.model, self.trainer.processing_class, final_dir, self.trainer.state.global_step)
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
@@ -99,8 +98,10 @@ class Run:
             return
         if self.distributed is not None and not self.distributed.is_main_process():
             return
+        from workbench.model import local_checkpoint
+
         lm = mtp.causal_lm(self.trainer.model)
-        copied = mtp.carry(lm.config.name_or_path, final_dir, lm.config.num_hidden_layers)
+        copied = mtp.carry(local_checkpoint(lm.config.name_or_path), final_dir, lm.config.num_hidden_layers)
         if copied:
             print(f"notice: the base's multi-token-prediction layer ({copied} tensors) is saved unchanged: "
                   "mtp.enabled is false, so it no longer matches the fine-tuned model (set mtp.enabled to train it)")
@@ -214,7 +215,7 @@ def build(recipe, resume: bool = False) -> Run:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
-               mtp=report, start_model=base_model,
+               mtp=report,
                reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive,
@@ -247,6 +248,9 @@ def _attach_mtp(recipe, model, track) -> None:
     from workbench.mtp import attach, mtp_layers
 
     origin = "checkpoint" if mtp_layers(model) else attach(model, None, init=recipe.mtp.init)
+    if origin != "checkpoint" and recipe.peft.type != "none":  # preflight's check, for a checkpoint it could not see
+        raise WorkbenchError("mtp.enabled: with LoRA the MTP layer's own weights must come from the checkpoint, and "
+                             f"{recipe.model.name} holds none")
     size = sum(p.numel() for layer in mtp_layers(model) for p in layer.parameters())
     track.mlflow.set_tags({"mtp": f"weight {recipe.mtp.weight:g}, from the {origin.replace('_', ' ')}",
                            "mtp.params": f"{size:,}"})
@@ -277,7 +281,7 @@ def _teacher(cfg, student, track):
     """distill: the teacher, loaded like a base model (a run's adapter merged), frozen; its size on the run."""
     from workbench.model import load_model
 
-    teacher, _ = load_model(cfg, key="teacher")
+    teacher, _ = load_model(cfg, key="teacher", with_mtp=False)
     teacher.requires_grad_(False)
     sizes = {"teacher": sum(p.numel() for p in teacher.parameters()), "student": sum(p.numel() for p in student.parameters())}
     track.mlflow.set_tags({"distill.teacher": f"run {cfg.from_run}" if cfg.from_run else cfg.name,

@@ -90,6 +90,7 @@ def test_lora_reaches_the_mtp_block_and_its_router_counts_in_the_telemetry(train
 @pytest.mark.parametrize("overrides, message", [
     (["model.name=deepseek-v3-tiny", "mtp.init=checkpoint"], r"^mtp\.init: checkpoint, but .* holds no MTP weights"),
     (["model.name=deepseek-v3-tiny", "peft.type=lora", "mtp.init=auto"], r"^mtp\.enabled: with LoRA the MTP layer's own weights"),
+    (["peft.type=lora", "mtp.init=last_layer"], r"^mtp\.init: last_layer builds the MTP layer in memory"),
     (["model.name=deepseek-v3-tiny-student", "mtp.init=last_layer", "peft.type=none"], None),
 ])
 def test_mtp_recipes_that_cannot_work_stop_in_preflight(overrides, message):

@@ -156,6 +156,11 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
         ("{}\n", ["mtp.init=last"], "mtp.init: must be one of auto, checkpoint, last_layer, got last"),
         ("{}\n", ["mtp.speculative_prompts=-1"], "mtp.speculative_prompts: must be >= 0, got -1"),
         ("{}\n", ["mtp.wieght=0.1"], "mtp.wieght: unknown key (did you mean 'weight'?)"),
+        ("{}\n", ["mtp.report=always", "method.name=dpo"], "mtp.report: always measures on chat rows"),
+        ("{}\n", ["mtp.enabled=true", "moe.esft=gate", "peft.type=none"], "mtp.enabled: ESFT freezes all but"),
+        ("{}\n", ["mtp.enabled=true", "train.stages=[{name: a, share: 1, train: all}]"],
+         "mtp.enabled: train.stages has no group"),
+        ("{}\n", ["mtp.enabled=true", "model.trust_remote_code=true"], "mtp.enabled: needs transformers' own"),
         # overrides themselves
         ("{}\n", ["train.lr"], "override 'train.lr': expected dotted.key=value"),
         ("{}\n", ["train..lr=1"], "override 'train..lr=1': expected dotted.key=value"),

@@ -130,3 +130,11 @@ def test_the_mtp_router_counts_real_tokens_only_in_the_routing_telemetry(saved):
     recorder.remove()
     tokens = recorder.take("eval").tokens
     assert tokens.tolist() == [16, 16, 16, 5 + 9]  # the MTP layer sees positions 1..T-1: 5 + 9 of them real
+
+
+def test_speculative_decoding_runs_in_bfloat16_as_on_a_gpu():
+    from workbench.model import load_model
+
+    model, tokenizer = load_model(ModelConfig(name="deepseek-v3-tiny-mtp", dtype="bfloat16"))
+    stats = mtp.speculative_stats(model, tokenizer, [[{"role": "user", "content": "What is a tort?"}]], max_new_tokens=4)
+    assert stats["prompts"] == 1 and stats["identical"] == 1.0 and stats["tokens_per_forward"] >= 1.0

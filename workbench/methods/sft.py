@@ -78,8 +78,8 @@ class WorkbenchSFTTrainer(SFTTrainer):
             self._metrics[mode]["mtp/accuracy"].append((sums[2] / sums[1]).item())
         if mode == "train":  # eval/loss stays the main model's own, comparable with runs without MTP
             # normalised like the main loss: per answer token of the whole (accumulated, all-rank) batch
-            denominator = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-            term = total / denominator
+            denominator = count if num_items_in_batch is None else num_items_in_batch
+            term = total / torch.as_tensor(denominator).clamp(min=1)  # a batch without answer tokens: 0, not NaN
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 term = term * self.accelerator.num_processes
             loss = loss + self.mtp_weight * term
