@@ -198,7 +198,11 @@ def build(recipe, resume: bool = False) -> Run:
             track.mlflow.log_dict(ds_config, "deepspeed_config.json")
             track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
-        model, tokenizer = load_model(base_model, with_mtp=recipe.mtp.enabled and recipe.mtp.init != "last_layer")
+        # a full fine-tune from a LoRA run keeps that run's MTP layer (its adapters merged) in memory, frozen: on
+        # disk it exists only as base + adapter, so it could not be copied over afterwards
+        keep_merged_mtp = not recipe.mtp.enabled and recipe.peft.type == "none" and checked.facts.get("base_is_adapter")
+        model, tokenizer = load_model(base_model, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
+                                                                 or keep_merged_mtp))
         _attach_mtp(recipe, model, track)
         if keepalive is not None:
             _record_zero_init(model, track)
@@ -243,9 +247,12 @@ def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
 
 def _attach_mtp(recipe, model, track) -> None:
     """mtp.enabled: the MTP layer, from the checkpoint (already loaded) or built from the last decoder layer."""
-    if not recipe.mtp.enabled:
-        return
     from workbench.mtp import attach, mtp_layers
+
+    if not recipe.mtp.enabled:
+        for layer in mtp_layers(model):  # kept as loaded (see keep_merged_mtp), not trained
+            layer.requires_grad_(False)
+        return
 
     origin = "checkpoint" if mtp_layers(model) else attach(model, None, init=recipe.mtp.init)
     if origin != "checkpoint" and recipe.peft.type != "none":  # preflight's check, for a checkpoint it could not see

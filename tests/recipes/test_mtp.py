@@ -86,6 +86,19 @@ def test_lora_reaches_the_mtp_block_and_its_router_counts_in_the_telemetry(train
     assert moved, "the MTP block's adapters never trained"
     assert history(client, run.tracker.run_id, "moe/layer4/max_over_mean")
 
+    # a full fine-tune from this LoRA run without MTP keeps the LoRA run's MTP layer, adapters merged
+    from workbench.model import load_final
+
+    merged, _ = load_final(run.output_dir / "final")
+    expected = {f"model.layers.4.{k}": v for k, v in mtp.mtp_layers(merged)[0].state_dict().items()}
+    after, _ = train_recipe("vet-after-mtp", FAST + ["train.max_steps=2", f"model.from_run={run.tracker.run_id}",
+                                                      "mtp.report=never"], out="full-after-lora")
+    kept = _mtp_tensors(after.output_dir / "final")
+    assert torch.equal(kept["model.layers.4.self_attn.o_proj.weight"], expected["model.layers.4.self_attn.o_proj.weight"])
+    assert torch.equal(kept["model.layers.4.mlp.experts.5.down_proj.weight"], expected["model.layers.4.mlp.experts.down_proj"][5])
+    preset = _mtp_tensors(Path(str(preset_dir("deepseek-v3-tiny-mtp", 0))))
+    assert not torch.equal(kept["model.layers.4.self_attn.o_proj.weight"], preset["model.layers.4.self_attn.o_proj.weight"])
+
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.name=deepseek-v3-tiny", "mtp.init=checkpoint"], r"^mtp\.init: checkpoint, but .* holds no MTP weights"),
