@@ -139,6 +139,8 @@ def cmd_validate(args) -> int:
               + (f" [{about['model_type']}, {about['layers']} layers, {about['routed_experts']} routed experts]"
                  if about.get("routed_experts") else f" [{about['model_type']}]" if about else "")
               + ": same vocabulary as the student")
+    if recipe.mtp.enabled:
+        print(f"  mtp trained beside the model (weight {recipe.mtp.weight:g}, init {recipe.mtp.init})")
     if recipe.train.stages:
         print("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)})" for s in recipe.train.stages))
     for path, (hits, rows) in facts.get("contamination", {}).items():

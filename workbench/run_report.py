@@ -60,6 +60,12 @@ def describe(run) -> dict[str, str]:
     if teacher is not None:
         size = sum(p.numel() for p in teacher.parameters())
         rows["teacher"] = f"{run.teacher} ({_params(size)} parameters, frozen)"
+    if recipe.mtp.enabled:
+        from workbench.mtp import mtp_layers
+
+        size = sum(p.numel() for layer in mtp_layers(run.trainer.model) for p in layer.parameters())
+        rows["mtp"] = (f"1 multi-token-prediction layer ({_params(size)} parameters), loss weight {recipe.mtp.weight:g}"
+                       if size else "enabled, but no MTP layer is attached")
     if recipe.train.stages:
         rows["stages"] = ", ".join(f"{s.name} {s.share:g}" for s in recipe.train.stages) + " (share of the steps)"
     if console.log_path():
