@@ -184,10 +184,9 @@ def _checkpoint_state(lm, source: str) -> dict[str, torch.Tensor]:
 def _mtp_key_pattern(lm):
     """transformers' DeepseekV3ForCausalLM declares its MTP keys as `model.layers.61.*` (DeepSeek-V3's depth), so
     `MtpModel.from_pretrained` finds none in a checkpoint of any other depth; name this model's own layer."""
-    own = rf"model\.layers\.{lm.config.num_hidden_layers}\..*"
     had = "_keys_to_ignore_on_load_unexpected" in lm.__dict__
     before = lm.__dict__.get("_keys_to_ignore_on_load_unexpected")
-    lm._keys_to_ignore_on_load_unexpected = [own]
+    lm._keys_to_ignore_on_load_unexpected = _own_mtp_keys(lm)
     try:
         yield
     finally:
@@ -213,11 +212,15 @@ def detached(model):
             lm.model.layers.append(layer)
 
 
+def _own_mtp_keys(lm) -> list[str]:
+    return [rf"model\.layers\.{lm.config.num_hidden_layers}\..*"]
+
+
 def use_mtp_generation(model) -> None:
     """Let plain `generate(use_mtp=True)` find this model's MTP weights whatever its depth (see `_mtp_key_pattern`):
     the one line a user needs on a checkpoint that is not 61 layers deep."""
     lm = causal_lm(model)
-    lm._keys_to_ignore_on_load_unexpected = [rf"model\.layers\.{lm.config.num_hidden_layers}\..*"]
+    lm._keys_to_ignore_on_load_unexpected = _own_mtp_keys(lm)
 
 
 @contextlib.contextmanager
