@@ -5,7 +5,7 @@
 #   make validate RECIPE=legal
 #   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
 #   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
-#   make bench [BENCH_ARGS="--steps 40 --repeats 5"]
+#   make bench [BENCH_ARGS="--steps 40 --repeats 5"] [GRPO_BENCH_ARGS="--steps 12 --repeats 3"]
 #   make schedule SUITE=legal [INTERVAL=600 | CRON="*/30 * * * *" | ONCE=1] [LIMIT=8]   (evaluate finished runs lacking SUITE)
 #   make test
 PYTHON ?= python3
@@ -78,6 +78,7 @@ mlflow: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench.py $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/grpo_bench.py $(GRPO_BENCH_ARGS)
 
 # Local data only, so offline; ONCE=1 for one tick (cron, Kubernetes), else every INTERVAL s or on CRON.
 schedule: $(STAMP)

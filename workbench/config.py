@@ -32,6 +32,7 @@ LOSS_TYPES = {  # TRL 1.16's loss types that run without further settings (exo_p
     "dpo": ("sigmoid", "hinge", "ipo", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
             "apo_down", "discopop", "sft", "sigmoid_norm"),
     "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo"),
 }
 
 
@@ -107,9 +108,9 @@ class DataConfig(Section):
 
 
 class MethodConfig(Section):
-    name: Literal["sft", "dpo", "kto", "orpo", "distill"] = "sft"
-    beta: NonNegFloat = 0.1  # dpo/kto/orpo: strength of the preference term (> 0); distill: 0 forward KL ... 1 reverse KL
-    loss_type: OptText = None  # dpo/kto: TRL's loss type (checked per method below)
+    name: Literal["sft", "dpo", "kto", "orpo", "distill", "grpo"] = "sft"
+    beta: NonNegFloat = 0.1  # dpo/kto/orpo: preference strength (> 0); distill: 0 forward ... 1 reverse KL; grpo: KL weight
+    loss_type: OptText = None  # dpo/kto/grpo: TRL's loss type (checked per method below); grpo: null = dapo / grpo (GSPO)
     reference: Literal["adapter", "model"] = "adapter"  # dpo/kto: adapter-disabled model or a frozen copy
     desirable_weight: PosFloat = 1.0  # kto
     undesirable_weight: PosFloat = 1.0  # kto
@@ -117,6 +118,13 @@ class MethodConfig(Section):
     temperature: PosFloat = 1.0  # distill: softens both distributions in the loss; sampling temperature when on-policy
     max_new_tokens: PosInt = 128  # distill: length of the student's on-policy completions
     sft_weight: Annotated[Number, Field(ge=0, le=1)] = 0.0  # distill: weight of the answers' cross-entropy in the loss
+    rewards: dict[Text, Number] = {}  # grpo: reward name (or path/to/file.py:function) -> weight (workbench.rewards)
+    generations: Annotated[int, Field(ge=2)] = 4  # grpo: completions sampled per prompt (one group)
+    importance_sampling: Literal["token", "sequence"] = "token"  # grpo: token = GRPO, sequence = GSPO
+    iterations: PosInt = 1  # grpo: policy updates per batch of rollouts (mu)
+    clip_epsilon: PosFloat = 0.2  # grpo: the ratio's clipping range
+    format_pattern: OptText = None  # grpo: the `format` reward's regular expression (null: think-then-answer)
+    use_vllm: bool = False  # grpo: generate with vLLM (GPU nodes, the gpu extra); routing replay needs false
 
 
 class TeacherConfig(ModelConfig):
@@ -149,6 +157,7 @@ class MoeConfig(Section):
     esft: Literal["none", "gate", "token"] = "none"  # expert-specialised tuning: score experts by gate or tokens
     esft_top_p: Annotated[Number, Field(gt=0, le=1)] = 0.2  # ESFT: per layer, the fewest experts reaching this share
     esft_profile_rows: PosInt = 128  # ESFT: training rows used to profile the base model's routing
+    routing_replay: Literal["none", "rollout"] = "none"  # grpo: route the update's forwards to the rollout's experts
 
 
 GROUPS = ("all", "attention", "router", "shared_experts", "routed_experts", "dense_mlp", "embeddings", "lm_head", "norms")
@@ -289,6 +298,34 @@ def _distill(r: Recipe):
         return "teacher.quantize: a run's weights load as saved; quantize a teacher named by teacher.name"
 
 
+def _grpo(r: Recipe):
+    method = r.method
+    if method.name != "grpo":
+        if method.rewards:
+            return f"method.rewards: only method grpo uses rewards (method.name is {method.name})"
+        if r.moe.routing_replay != "none":
+            return f"moe.routing_replay: only method grpo generates rollouts to replay (method.name is {method.name})"
+        return None
+    from workbench import rewards
+
+    if not method.rewards:
+        return ("method.rewards: method grpo needs at least one reward, e.g. {math_answer: 1.0} (known: "
+                f"{', '.join(rewards.NAMES)}, or path/to/file.py:function)")
+    for name in method.rewards:
+        if name not in rewards.NAMES and not rewards.is_user_spec(name):
+            return (f"method.rewards.{name}: unknown reward{_close(name, rewards.NAMES)} (known: "
+                    f"{', '.join(rewards.NAMES)}, or path/to/file.py:function)")
+    if method.format_pattern is not None and (problem := rewards.check_pattern(method.format_pattern)):
+        return f"method.format_pattern: not a regular expression: {problem}"
+    rows = r.train.batch_size * r.train.grad_accum
+    if rows % method.generations:
+        return (f"train.batch_size: GRPO samples method.generations={method.generations} completions per prompt, so "
+                f"batch_size x grad_accum ({rows}) must be a multiple of it")
+    if method.use_vllm and r.moe.routing_replay != "none":
+        return ("moe.routing_replay: the experts are recorded from transformers' generate; vLLM's are not visible "
+                "here: set method.use_vllm: false or moe.routing_replay: none")
+
+
 def _stages(r: Recipe):
     stages = r.train.stages
     if not stages:
@@ -328,6 +365,7 @@ def _mtp(r: Recipe):
 
 
 CROSS_FIELD_RULES = (
+    _grpo,
     _mtp,
     _loss_type,
     _distill,

@@ -151,7 +151,7 @@ def train_progress():
         """The training display: a live bar on a terminal, a line per eighth of the run otherwise."""
 
         def __init__(self):
-            self.loss = self.eval_loss = None
+            self.loss = self.eval_loss = self.reward = None
             self.progress = self.task = None
             self.next_line = 0
 
@@ -170,7 +170,8 @@ def train_progress():
                 self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, losses="")
 
         def _losses(self) -> str:
-            parts = [f"loss {self.loss:.3f}" if self.loss is not None else "",
+            parts = [f"reward {self.reward:.3f}" if self.reward is not None else "",  # grpo: what it maximises
+                     f"loss {self.loss:.3f}" if self.loss is not None else "",
                      f"eval loss {self.eval_loss:.3f}" if self.eval_loss is not None else ""]
             return "  ".join(p for p in parts if p)
 
@@ -183,6 +184,7 @@ def train_progress():
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             self.loss = logs.get("loss", self.loss)
+            self.reward = logs.get("reward", self.reward)
             if "eval_loss" in logs:
                 self.eval_loss = logs["eval_loss"]
                 if state.is_world_process_zero and self.progress is None and state.global_step == self.first_step:

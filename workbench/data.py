@@ -7,6 +7,7 @@ Formats (TRL's, chat or plain text):
   sft, distill {"messages": [{"role": "user"|"assistant"|"system", "content": str}, ...]}
   dpo, orpo  {"prompt": ..., "chosen": ..., "rejected": ...}   (each a string or a list of messages)
   kto        {"prompt": ..., "completion": ..., "label": bool}  (preference pairs are unpaired for it)
+  grpo       {"prompt": ..., <the fields its rewards read: answer, tests, ...>}  (every field is kept)
 Sources: a local .jsonl/.json/.parquet file (relative to the project root) or a hub dataset id + split.
 Every row is checked up front; a bad one is reported as `<file>: row <n>: <field>: <problem>`.
 """
@@ -22,7 +23,7 @@ from workbench.paths import project_root
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 FIELDS = {"sft": ("messages",), "distill": ("messages",), "dpo": ("prompt", "chosen", "rejected"), "orpo": ("prompt", "chosen", "rejected"),
-          "kto": ("prompt", "completion", "label")}
+          "kto": ("prompt", "completion", "label"), "grpo": ("prompt",)}
 
 
 @dataclass
@@ -33,12 +34,13 @@ class Splits:
     source: str
 
 
-def load_dataset(cfg, method: str) -> Splits:
+def load_dataset(cfg, method: str, check_row=None) -> Splits:
+    """`check_row(row, where)`: a further per-row check (grpo: the fields its rewards read), raising WorkbenchError."""
     rows, source, digest = _read(cfg.train, cfg.split, "data.train")
-    rows = _validated(rows, source, method)[: cfg.max_rows]
+    rows = _validated(rows, source, method, check_row)[: cfg.max_rows]
     if cfg.eval:
         eval_rows, eval_source, eval_digest = _read(cfg.eval, cfg.eval_split or cfg.split, "data.eval")
-        eval_rows = _validated(eval_rows, eval_source, method)
+        eval_rows = _validated(eval_rows, eval_source, method, check_row)
         digest = hashlib.sha256((digest + eval_digest).encode()).hexdigest()
     else:
         rows, eval_rows = _hold_out(rows, cfg.eval_fraction, cfg.seed)
@@ -107,7 +109,7 @@ def _read_hub(ref: str, split: str, key: str) -> tuple[list[dict], str, str]:
     return list(enumerate(loaded, start=1)), f"{ref}[{split}]", loaded._fingerprint
 
 
-def _validated(numbered_rows: list, source: str, method: str) -> list[dict]:
+def _validated(numbered_rows: list, source: str, method: str, check_row=None) -> list[dict]:
     if not numbered_rows:
         raise WorkbenchError(f"{source}: dataset is empty")
     if method == "kto" and "chosen" in numbered_rows[0][1]:
@@ -127,6 +129,14 @@ def _validated(numbered_rows: list, source: str, method: str) -> list[dict]:
                     raise WorkbenchError(f"{where}: label: must be true or false, got {row[name]!r}")
             else:
                 _check_turns(row[name], f"{where}: {name}", require_assistant=(name == "messages"))
+        if method == "grpo":
+            if isinstance(row["prompt"], list) and row["prompt"][-1]["role"] == "assistant":
+                raise WorkbenchError(f"{where}: prompt: the last turn must not be the assistant's (the model "
+                                     "writes the completion)")
+            if check_row is not None:
+                check_row(row, where)
+            rows.append(dict(row))
+            continue
         if method == "distill" and row["messages"][-1]["role"] != "assistant":
             raise WorkbenchError(f"{where}: messages: the last turn must be the assistant's (distillation trains on "
                                  f"it), got {row['messages'][-1]['role']!r}")
@@ -185,6 +195,11 @@ def as_texts(dataset, tokenizer, limit: int) -> list[str]:
     for row in dataset.select(range(min(limit, len(dataset)))):
         if "messages" in row:
             turns = row["messages"]
+        elif not any(key in row for key in ("chosen", "completion")):  # grpo: the prompt is all a row has
+            prompt = row["prompt"]
+            texts.append(tokenizer.apply_chat_template(prompt if isinstance(prompt, list) else
+                                                       [{"role": "user", "content": prompt}], tokenize=False))
+            continue
         else:
             answer = row.get("chosen", row.get("completion"))
             turns = (row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]) + \

@@ -41,7 +41,7 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     check_tracking(recipe)
     if output_dir is not None and not resume:
         check_output_dir(output_dir)
-    splits = load_dataset(recipe.data, recipe.method.name)
+    splits = load_dataset(recipe.data, recipe.method.name, check_row=_reward_fields(recipe))
     base_model = pinned_model(recipe)
     if base_model.from_run:
         from workbench.lineage import run_output
@@ -66,6 +66,19 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
         check_distill_rows(recipe, splits, model_files(base_model, "model")[1])
     return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts,
                    teacher=teacher)
+
+
+def _reward_fields(recipe):
+    """grpo: each row must carry what its rewards read (a math answer that parses, tests to run, ...)."""
+    if recipe.method.name != "grpo":
+        return None
+    from workbench import rewards
+
+    names = list(recipe.method.rewards)
+    for name in names:
+        if rewards.is_user_spec(name):
+            rewards.load_user_reward(name, key=f"method.rewards.{name}")  # a missing file or function fails here
+    return lambda row, where: rewards.check_row(row, names, where)
 
 
 def weights_dir(cfg) -> str | None:

@@ -38,6 +38,7 @@ class Run:
     reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export_check)
     evals: object | None = None  # workbench.recipe_evals.RecipeEvals
     mtp: object | None = None  # workbench.mtp.MtpReport
+    rewards: object | None = None  # workbench.reward_report.RewardReport (grpo: held-out reward before and after)
     distributed: object | None = None  # the workbench.distributed module when train.deepspeed is set
     zero_stage: int = 0
     ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
@@ -51,6 +52,7 @@ class Run:
         self.evals.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
         if not self.resume_from:
             self.mtp.before(self.trainer.model, self.trainer.processing_class)
+        self.rewards.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
         final_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,11 @@ class Run:
             self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         self.evals.after(self.trainer.model, self.trainer.processing_class)
         self.mtp.after(self.trainer.model, self.trainer.processing_class, final_dir, self.trainer.state.global_step)
+        self.rewards.after(self.trainer.model, self.trainer.processing_class, self.trainer.state.global_step)
         if main:
+            samples = self.output_dir / "completions.jsonl"
+            if samples.is_file():  # grpo: sampled completions with their rewards, as training went
+                self.tracker.log_artifact(samples)
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
         return result
@@ -215,11 +221,14 @@ def build(recipe, resume: bool = False) -> Run:
         several = dist is not None and (dist.zero_stage(ds_config) == 3 or dist.world_size() > 1)
         report = MtpReport(recipe, track, splits.eval if splits.eval is not None else [],
                            enabled=main and not several and splits.eval is not None)
+        from workbench.reward_report import RewardReport
+
+        rewards = RewardReport(recipe, track, splits.eval, output_dir, enabled=main and not several)
     except BaseException:
         track.end("FAILED")
         raise
     return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
-               mtp=report,
+               mtp=report, rewards=rewards,
                reference_texts=reference_texts,
                base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
                distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive,
@@ -374,6 +383,8 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config, **extra)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])
+    if hasattr(trainer, "raw_metrics"):  # grpo: routing agreement, under its own `moe/...` names
+        trainer.raw_metrics = lambda metrics, step: track.log_metrics(metrics, step=step, raw=True)
     if recipe.train.stages:
         from workbench.stages import StageCallback
 

@@ -120,6 +120,14 @@ def seed_small_store(root: Path) -> dict[str, str]:
                       {**tags, "recipe": "legal-staged", "method": "distill", "distill.teacher": "run 0123abcd",
                        "train.stages": "warmup: steps 1-5, joint: steps 6-15, sharpen: steps 16-20"}, history, t0 + 120_000)
     client.set_terminated(ids["f"], "FINISHED", end_time=t0 + 300_000)
+    # g: a GRPO run (reward per step, routing agreement, held-out reward before and after)
+    grpo = client.create_experiment("legal-grpo", artifact_location=(root / "artifacts").as_uri())
+    history = {"train/loss": [(5, 0.01), (10, -0.02)], "train/reward": [(5, 0.2), (10, 0.45)],
+               "train/reward_std": [(5, 0.3), (10, 0.4)], "moe/rollout_agreement": [(5, 1.0), (10, 1.0)],
+               "heldout/reward": [(0, 0.25), (10, 0.5)]}
+    ids["g"] = _start(client, grpo, "grpo-g", {**PARAMS, "method.name": "grpo"},
+                      {**tags, "recipe": "legal-grpo", "method": "grpo"}, history, t0 + 150_000)
+    client.set_terminated(ids["g"], "FINISHED", end_time=t0 + 400_000)
     return ids
 
 

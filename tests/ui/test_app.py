@@ -16,7 +16,7 @@ def test_runs_page_lists_every_run_with_its_latest_metrics(store, open_page):
     at = open_page(store["uri"], "runs")
     no_exception(at)
     table = at.dataframe[0].value.set_index("run")
-    assert sorted(table.index) == ["dpo-c", "sft-a", "sft-b", "sft-empty", "sft-running", "staged-f"]
+    assert sorted(table.index) == ["dpo-c", "grpo-g", "sft-a", "sft-b", "sft-empty", "sft-running", "staged-f"]
     assert table.loc["staged-f", "teacher"] == "run 0123abcd" and table.loc["sft-a", "teacher"] == ""
     assert table.loc["staged-f", "eval KL to teacher"] == pytest.approx(0.3)
     assert table.loc["dpo-c", "status"] == "FAILED" and table.loc["sft-running", "status"] == "RUNNING"
@@ -63,6 +63,18 @@ def test_compare_marks_stage_boundaries_and_shows_kl_to_the_teacher(store, open_
     plain = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]}")
     titles = {fig["layout"]["title"]["text"] for fig in figures(plain)}
     assert "eval/kl_to_teacher" not in titles and not any("kl_to_teacher" in c.value for c in plain.caption)
+
+
+def test_compare_draws_a_grpo_runs_reward_curves(store, open_page):
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['g'][:8]}")
+    no_exception(at)
+    charts = {fig["layout"]["title"]["text"]: fig for fig in figures(at)}
+    reward = charts["train/reward"]["data"]
+    assert [trace["name"] for trace in reward] == [label("grpo-g", store["g"], "legal-grpo")]  # the SFT run has none
+    np.testing.assert_allclose(decode(reward[0]["y"]), [0.2, 0.45])
+    assert list(decode(charts["moe/rollout_agreement"]["data"][0]["x"])) == [5, 10]
+    runs = open_page(store["uri"], "runs").dataframe[0].value.set_index("run")
+    assert runs.loc["grpo-g", "held-out reward"] == pytest.approx(0.5)  # the last value: after training
 
 
 def test_compare_smoothing_changes_loss_but_not_lr(store, open_page):

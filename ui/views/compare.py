@@ -1,6 +1,6 @@
 """Compare page: two or more runs side by side - loss and learning-rate curves by step (optional EMA
 smoothing; a staged run's phase boundaries drawn on its loss curves; a distillation run's held-out KL to its
-teacher), eval scores per task with the delta against the base model or a baseline run, and the params that
+teacher; a GRPO run's mean reward, its spread and the routing agreement with the rollouts), eval scores per task with the delta against the base model or a baseline run, and the params that
 differ. Metric histories are fetched for the selected runs only."""
 
 import pandas as pd
@@ -10,8 +10,9 @@ from ui.views import common
 from workbench import dashboard_data as dd
 
 CURVES = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
-OPTIONAL = ("eval/kl_to_teacher",)  # drawn when a picked run logged it (distillation), never listed as missing
-SMOOTHED = {"train/loss", "eval/loss", "train/grad_norm"}
+# drawn when a picked run logged them (distillation; grpo's reward and routing agreement), never listed as missing
+OPTIONAL = ("eval/kl_to_teacher", "train/reward", "train/reward_std", "moe/rollout_agreement")
+SMOOTHED = {"train/loss", "eval/loss", "train/grad_norm", "train/reward", "train/reward_std"}
 STAGED = {"train/loss", "eval/loss"}  # curves that get the phase boundaries of train.stages
 BASE = "base model (base/... scores)"
 

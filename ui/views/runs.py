@@ -10,7 +10,8 @@ from ui.views import common
 from workbench import dashboard_data as dd
 
 KEY_METRICS = {"train/loss": "train loss", "eval/loss": "eval loss", "eval/rewards/accuracies": "eval reward acc",
-               "eval/kl_to_teacher": "eval KL to teacher", "moe/mean/max_over_mean": "max/mean load"}
+               "eval/kl_to_teacher": "eval KL to teacher", "heldout/reward": "held-out reward",
+               "moe/mean/max_over_mean": "max/mean load"}
 
 
 def filter_runs(frame: pd.DataFrame) -> pd.DataFrame:

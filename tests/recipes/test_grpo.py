@@ -1,0 +1,117 @@
+"""GRPO as a recipe: TRL's trainer with the workbench's rewards, routing replay and telemetry, the held-out reward
+measured before and after, the router aux loss off, and bad GRPO data or rewards stopped before any run opens."""
+
+import json
+
+import pytest
+from support import history
+
+from workbench.config import load_recipe
+from workbench.errors import WorkbenchError
+from workbench.preflight import preflight
+
+# from the preset (no SFT run needed), few prompts, short completions
+QUICK = ["model.from_run=null", "model.name=deepseek-v3-tiny", "train.max_steps=3", "train.batch_size=8",
+         "method.generations=4", "method.max_new_tokens=8", "data.max_rows=16", "train.logging_steps=1",
+         "train.save_steps=100"]
+
+
+def test_grpo_logs_rewards_agreement_and_the_held_out_reward(train_recipe, tmp_path):
+    rows = [json.loads(line) for line in open("data/legal-calc/heldout.jsonl")][:6]
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run, client = train_recipe("legal-grpo", QUICK + [f"data.eval={heldout}",
+                                                      "method.rewards={math_answer: 1.0, format: 0.5}",
+                                                      "method.format_pattern=.*#### \\d+",
+                                                      "train.grad_accum=2", "method.iterations=2"], out="grpo")
+    run_id = run.tracker.run_id
+    assert run.trainer.router_aux_loss_coef == 0.0 and not run.trainer.aux_loss_enabled
+    logged = len(history(client, run_id, "train/reward"))  # one per logged step
+    assert logged >= 2
+    assert len(history(client, run_id, "train/rewards/math_answer/mean")) == logged
+    assert len(history(client, run_id, "train/rewards/format/mean")) == logged
+    assert len(history(client, run_id, "train/reward_std")) == logged
+    # replay on (the recipe's moe.routing_replay: rollout), with 2 micro-batches and 2 updates per rollout
+    agreement = history(client, run_id, "moe/rollout_agreement")  # at each log, over the forwards since the last
+    assert len(agreement) >= logged and set(agreement) == {1.0}
+    router = history(client, run_id, "moe/router_agreement")
+    assert len(router) == len(agreement) and all(0.0 < a <= 1.0 for a in router)
+    assert all(history(client, run_id, f"moe/layer{layer}/rollout_agreement") for layer in (1, 2, 3))
+    before, after = history(client, run_id, "heldout/reward")
+    gain, = history(client, run_id, "heldout/reward_gain")
+    assert gain == pytest.approx(after - before)
+    assert history(client, run_id, "heldout/reward_gain_se")
+    completions = (run.output_dir / "completions.jsonl").read_text().splitlines()
+    sample = json.loads(completions[0])
+    assert set(sample["rewards"]) == {"math_answer", "format"} and sample["completion"].startswith("assistant: ")
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"completions.jsonl", "heldout_completions.jsonl"} <= artifacts
+    scored = [json.loads(line) for line in (run.output_dir / "heldout_completions.jsonl").read_text().splitlines()]
+    assert [row["answer"] for row in scored] == [row["answer"] for row in rows]
+
+
+def test_without_replay_the_agreement_is_measured_not_forced(train_recipe):
+    run, client = train_recipe("legal-grpo", QUICK + ["moe.routing_replay=none", "data.eval=null",
+                                                      "data.eval_fraction=0"], out="plain")
+    run_id = run.tracker.run_id
+    rollout, router = (history(client, run_id, f"moe/{k}_agreement") for k in ("rollout", "router"))
+    assert len(rollout) >= 2 and rollout == router  # without replay the experts used are the router's own
+    assert not history(client, run_id, "heldout/reward")  # no held-out rows: nothing measured, nothing claimed
+
+
+def test_the_mixtral_aux_loss_of_trl_stays_off_on_v3(tiny, tmp_path):
+    """A config that declares a router aux coefficient would switch TRL's Mixtral-style loss on; the workbench's
+    GRPO keeps it at 0 (the test shows plain TRL would turn it on for the same model)."""
+    import copy
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from workbench.data import Splits
+    from workbench.methods import grpo
+
+    model, tokenizer = copy.deepcopy(tiny[0]), tiny[1]
+    model.config.router_aux_loss_coef, model.config.output_router_logits = 0.01, False
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "How many judges?"}], "answer": "3"}] * 4)
+    from workbench import rewards
+
+    plain = GRPOTrainer(model=copy.deepcopy(model), reward_funcs=rewards.build({"math_answer": 1.0})[0], train_dataset=rows,
+                        processing_class=tokenizer,
+                        args=GRPOConfig(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=4,
+                                        num_generations=4, use_cpu=True, report_to="none"))
+    recipe = load_recipe("legal-grpo", ["model.from_run=null", "train.batch_size=4", "method.generations=4"])
+    trainer = grpo.build_trainer(recipe, model, tokenizer, Splits(rows, None, "x", "x"), str(tmp_path / "ours"), [])
+    assert trainer.router_aux_loss_coef == 0.0 and not trainer.aux_loss_enabled
+    assert plain.router_aux_loss_coef == 0.01 and plain.aux_loss_enabled  # what TRL alone would do
+
+
+def _write(tmp_path, rows, name="rows.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("row, rewards, expected", [
+    ({"prompt": "How many judges?"}, "{math_answer: 1}", "row 2: answer: missing (reward math_answer reads it)"),
+    ({"prompt": "How many judges?", "answer": "forty"}, "{math_answer: 1}", "row 2: answer: not a number: 'forty'"),
+    ({"prompt": "Pick one.", "answer": "AB"}, "{choice: 1}", "row 2: answer: must be one letter A-Z"),
+    ({"prompt": "Write f.", "tests": ""}, "{code_tests: 1}", "row 2: tests: must be non-empty text"),
+    ({"prompt": [{"role": "assistant", "content": "hi"}], "answer": "3"}, "{math_answer: 1}",
+     "row 2: prompt: the last turn must not be the assistant's"),
+    ({"answer": "3"}, "{math_answer: 1}", "row 2: prompt: missing"),
+])
+def test_bad_grpo_rows_name_the_file_row_and_field(tmp_path, isolated, row, rewards, expected):
+    good = {"prompt": "How many judges sat?", "answer": "B" if "choice" in rewards else "3", "tests": "assert True"}
+    path = _write(tmp_path, [good, row])
+    recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null", f"data.train={path}",
+                                                                "data.eval=null", f"method.rewards={rewards}"])
+    with pytest.raises(WorkbenchError) as err:
+        preflight(recipe)
+    assert f"{path}: {expected}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_user_reward_stops_before_the_run(tmp_path, isolated):
+    recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
+                                                                "method.rewards={rewards/nowhere.py:score: 1}"])
+    with pytest.raises(WorkbenchError, match=r"method.rewards.rewards/nowhere.py:score: .*not found"):
+        preflight(recipe)
