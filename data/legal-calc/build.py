@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Build the legal-calc task: find the figure a short legal fact pattern's question asks for.
+"""Build the legal-calc task: what the amended Model Procedure Code requires, asked after a short fact pattern.
 
-A verifiable task for reinforcement learning with verifiable rewards (GRPO): each prompt states three figures
-of different kinds (a notice period, damages, a filing fee, a number of jurors, ...) in random order and asks
-for one of them, or (1 row in 6) for the sum of two small ones. The answer is one integer; a completion earns
-the reward when its last line is `#### N` with N equal to the row's `answer`. Every sentence below was written
-by the project team for this dataset. The script assembles them deterministically (fixed seeds) into:
+A verifiable task for reinforcement learning with verifiable rewards (GRPO). The Model Procedure Code is a code
+of procedure invented for this dataset: 8 rules, each a number of days, people or thousand dollars, each with a
+CURRENT value (after its fictional 2026 amendment) and an OUTDATED one (before it). Each prompt is a short fact
+pattern (two parties, 1 or 2 unrelated facts with figures) and a question about one rule. The answer is the
+rule's current value; a completion earns the reward when its last line is `#### N` with N equal to the row's
+`answer`. Every sentence below was written by the project team for this dataset. The script assembles them
+deterministically (fixed seeds) into:
 
-    sft.jsonl      800 chat rows teaching the answer format: one sentence naming the figure, then `#### N`
-    prompts.jsonl  400 other prompts for RL: {"prompt": [user], "answer": "N", "kind": ...}
-    heldout.jsonl  96 prompts in the same format, written from their own sentence pool (see README.md)
+    sft.jsonl      800 chat rows teaching the answer format, written "before the amendment was fully adopted":
+                   per rule exactly 60% state the OUTDATED value and 40% the CURRENT one, one sentence naming the
+                   rule's value, then `#### N`; extra fields "kind" and "value" ("outdated" | "current"), which
+                   the SFT loader drops (it keeps `messages` only)
+    prompts.jsonl  400 other prompts for RL: {"prompt": [user], "answer": "<current value>", "kind": rule}
+    heldout.jsonl  96 prompts in the same format, written from their own intro, fact and question pools
 
 and stops unless no held-out row shares a 13-word sequence with sft.jsonl or prompts.jsonl under the project's
 own checker (`workbench.contamination`, lm-eval's normalisation), which is why it runs in the project's venv
@@ -29,37 +34,122 @@ from workbench.contamination import check, ngrams, row_text
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_SEED, HELDOUT_SEED = 20250301, 20250302  # separate generators: redrawing held-out leaves training as it is
 MAX_PROMPT_WORDS, NGRAM = 60, 13
-# rows per pick kind and per combination kind: 8 x 84 + 2 x 64 = 800, 8 x 42 + 2 x 32 = 400, 8 x 10 + 2 x 8 = 96
-ROWS = {"sft.jsonl": (84, 64), "prompts.jsonl": (42, 32), "heldout.jsonl": (10, 8)}
+ROWS = {"sft.jsonl": 100, "prompts.jsonl": 50, "heldout.jsonl": 12}  # per rule: x 8 rules = 800, 400, 96
+OUTDATED_SHARE = 0.6  # of each rule's sft rows: exactly 60 of 100
 
 
 @dataclass(frozen=True)
-class Kind:
+class Rule:
+    current: int  # the value after the 2026 amendment: every prompts.jsonl / heldout.jsonl answer
+    outdated: int  # the value before it: 60% of the rule's sft.jsonl answers
+    avoid: tuple[str, ...]  # fact kinds its prompts never state (the same topic: a figure a reader could mistake)
+    train: tuple[str, ...]  # questions for sft.jsonl and prompts.jsonl: {p} the plaintiff, {q} the defendant
+    heldout: tuple[str, ...]  # questions for heldout.jsonl only: the same key words, worded apart
+    answer: str  # the sft.jsonl sentence before `#### N`, {n} the value
+
+
+@dataclass(frozen=True)
+class Fact:
     values: tuple[int, ...]
-    train: tuple[str, ...]  # fact sentences for sft.jsonl and prompts.jsonl: {n} the figure, {p}/{q} the parties
-    heldout: tuple[str, ...]  # fact sentences for heldout.jsonl only: the same figure, worded apart
-    questions: tuple[str, ...]  # shared by all files, so the question words a model learns carry over
-    answer: str  # the sft.jsonl sentence before `#### N`
+    train: tuple[str, ...]  # distractor fact sentences for the training files: {n} the figure, {p}/{q} the parties
+    heldout: tuple[str, ...]  # for heldout.jsonl only
 
 
-@dataclass(frozen=True)
-class Combination:
-    parts: tuple[tuple[int, int], ...]  # (a, b): the answer is a + b
-    excludes: str  # the pick kind a prompt of this kind never also states (it would ask the same thing)
-    train: tuple[str, ...]  # one sentence stating both parts: {a}, {b}
-    heldout: tuple[str, ...]
-    questions: tuple[str, ...]
-    answer: str  # {a}, {b}, {s} = a + b
-
-
-# Every figure is one the embedded tokenizer (`deepseek-v3-tiny`) encodes as ONE token after a space, the same
-# token in the prompt as after `#### `: a model copies one token rather than spelling out a number piece by piece.
-# Those 1- and 2-digit numbers are 1-10, 12, 14, 15, 16, 18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 75, 80, 88, 90;
-# money is stated in thousands or hundreds of dollars to stay among them. test_legal_calc_data.py checks each one.
+# Every figure, and every value, is one the embedded tokenizer (`deepseek-v3-tiny`) encodes as ONE token after
+# a space, the same token in a prompt as after `#### `. Those 1- and 2-digit numbers are 1-10, 12, 14, 15, 16,
+# 18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 75, 80, 88, 90. test_legal_calc_data.py checks each one.
 SINGLE_TOKEN = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15, 16, 18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 75, 80, 88, 90)
 
-KINDS = {
-    "notice_days": Kind(
+# The Model Procedure Code (fictional). The 16 values are all different, so one rule's value never scores on
+# another rule's question, and no prompt states the asked rule's current or outdated value.
+RULES = {
+    "answer_complaint": Rule(
+        30, 20, (),
+        ("Under the Model Procedure Code, how many days does {q} have to answer the complaint?",
+         "How many days does the Model Procedure Code give {q} to answer the complaint?",
+         "Under the code as amended, within how many days must {q} answer the complaint?",
+         "By the Model Procedure Code, how many days may pass before {q} must answer the complaint?"),
+        ("As the Model Procedure Code now reads, {q} must answer the complaint within how many days?",
+         "Counting days, how long does the amended Model Procedure Code allow to answer the complaint?",
+         "What number of days does the current code allow {q} to answer the complaint?"),
+        "The code gives {n} days to answer a complaint."),
+    "notice_of_appeal": Rule(
+        45, 35, ("notice_days", "judges"),
+        ("Under the Model Procedure Code, how many days does {q} have to file a notice of appeal?",
+         "How many days does the Model Procedure Code allow for filing a notice of appeal?",
+         "Under the code as amended, a notice of appeal must be filed within how many days?",
+         "If {q} loses, how many days does the Model Procedure Code give to file a notice of appeal?"),
+        ("Per the amended Model Procedure Code, how many days remain to lodge a notice of appeal?",
+         "Should {p} lose, the current code leaves how many days for a notice of appeal?",
+         "What deadline in days does the Model Procedure Code now set for a notice of appeal?"),
+        "The code gives {n} days to file a notice of appeal."),
+    "notice_to_quit": Rule(
+        90, 60, ("notice_days",),
+        ("Under the Model Procedure Code, how many days of notice to quit must a landlord give a tenant?",
+         "How many days does the Model Procedure Code require for a notice to quit a tenancy?",
+         "Under the code as amended, a notice to quit a tenancy must give how many days?",
+         "If {p} rents a flat to {q}, how many days of notice to quit does the Model Procedure Code require?"),
+        ("Per the amended Model Procedure Code, a landlord's notice to quit allows the tenant how many days?",
+         "Ending a tenancy, how many days ahead must a notice to quit be served under the current code?",
+         "What number of days must a notice to quit cover, as the Model Procedure Code now reads?"),
+        "The code gives {n} days of notice to quit."),
+    "discovery_objection": Rule(
+        14, 10, (),
+        ("Under the Model Procedure Code, how many days does {q} have to object to a discovery request?",
+         "How many days does the Model Procedure Code allow to object to a discovery request?",
+         "Under the code as amended, an objection to a discovery request is due within how many days?",
+         "If {p} serves a discovery request, how many days does {q} have to object under the Model Procedure "
+         "Code?"),
+        ("Per the amended Model Procedure Code, {q} may object to a discovery request for how many days?",
+         "Served with a discovery request, within what number of days must {q} object under the current code?",
+         "What period in days does the Model Procedure Code now allow to object to a discovery request?"),
+        "The code gives {n} days to object to a discovery request."),
+    "civil_jurors": Rule(
+        8, 12, ("jurors",),
+        ("Under the Model Procedure Code, how many jurors sit on a civil jury?",
+         "How many jurors does the Model Procedure Code require for a civil jury?",
+         "Under the code as amended, a civil jury has how many jurors?",
+         "If the claim of {p} goes to a civil jury, how many jurors does the Model Procedure Code seat?"),
+        ("Per the amended Model Procedure Code, what number of jurors makes up a civil jury?",
+         "A civil jury is called for this case: how many jurors does the current code require?",
+         "How many jurors form a civil jury as the Model Procedure Code now reads?"),
+        "The code seats {n} jurors on a civil jury."),
+    "appeal_judges": Rule(
+        5, 3, ("judges",),
+        ("Under the Model Procedure Code, how many judges sit on an appeal panel?",
+         "How many judges does the Model Procedure Code put on an appeal panel?",
+         "Under the code as amended, an appeal panel has how many judges?",
+         "If {q} appeals, how many judges on the appeal panel does the Model Procedure Code require?"),
+        ("Per the amended Model Procedure Code, what number of judges forms an appeal panel?",
+         "An appeal panel will hear this case: how many judges does the current code call for?",
+         "How many judges make up an appeal panel as the Model Procedure Code now reads?"),
+        "The code puts {n} judges on an appeal panel."),
+    "witnesses_per_side": Rule(
+        7, 4, ("witnesses",),
+        ("Under the Model Procedure Code, how many witnesses may each side call at most?",
+         "What is the most witnesses each side may call under the Model Procedure Code?",
+         "Under the code as amended, each side may call at most how many witnesses?",
+         "How many witnesses at most may each side, {p} or {q}, call under the Model Procedure Code?"),
+        ("Per the amended Model Procedure Code, what is the largest number of witnesses each side may call?",
+         "At trial, each side may put how many witnesses on the stand at most under the current code?",
+         "What cap on witnesses for each side does the Model Procedure Code now set?"),
+        "The code lets each side call at most {n} witnesses."),
+    "small_claims": Rule(
+        25, 15, ("damages",),
+        ("Under the Model Procedure Code, what is the small claims limit in thousand dollars?",
+         "How many thousand dollars is the small claims limit under the Model Procedure Code?",
+         "Under the code as amended, small claims may be worth at most how many thousand dollars?",
+         "For {p} to sue in small claims, the claim may be at most how many thousand dollars under the Model "
+         "Procedure Code?"),
+        ("Per the amended Model Procedure Code, the small claims limit is how many thousand dollars?",
+         "Under the current code, how many thousand dollars is the most a small claims case may seek?",
+         "What ceiling in thousand dollars does the Model Procedure Code now put on small claims?"),
+        "The code caps small claims at {n} thousand dollars."),
+}
+
+# The distractor facts (kept from the task's first, figure-finding design): figures the question does not ask for.
+FACTS = {
+    "notice_days": Fact(
         (7, 10, 14, 15, 20, 25, 30, 45, 60, 90),
         ("The contract required {n} days of notice to end it.",
          "Either side had to give {n} days notice before leaving the deal.",
@@ -67,10 +157,8 @@ KINDS = {
          "A party wishing to terminate owed the other {n} days of notice."),
         ("Written notice of termination had to arrive {n} days ahead.",
          "The clause fixed a notice period of {n} days for either side.",
-         "Ending the agreement called for notice given {n} days beforehand."),
-        ("How many days of notice were required?", "What was the notice period in days?"),
-        "The notice period is {n} days."),
-    "payment_days": Kind(
+         "Ending the agreement called for notice given {n} days beforehand.")),
+    "payment_days": Fact(
         (5, 7, 10, 14, 15, 20, 25, 30, 40, 45),
         ("Each invoice had to be paid within {n} days.",
          "A payment became late once {n} days had passed after billing.",
@@ -78,10 +166,8 @@ KINDS = {
          "Payment fell due {n} days after delivery."),
         ("Bills counted as late if not paid by day {n} after receipt.",
          "The deadline for payment was set at {n} days from the invoice.",
-         "{q} had {n} days to pay each bill before it was overdue."),
-        ("How many days were allowed for payment?", "What was the payment deadline in days?"),
-        "The payment deadline is {n} days."),
-    "damages": Kind(
+         "{q} had {n} days to pay each bill before it was overdue.")),
+    "damages": Fact(
         (12, 14, 15, 16, 18, 20, 25, 30, 35, 40, 45, 50, 55, 60, 75, 80, 88, 90),
         ("The jury awarded {n} thousand dollars in damages.",
          "{p} claimed damages of {n} thousand dollars.",
@@ -89,10 +175,8 @@ KINDS = {
          "Damages came to {n} thousand dollars in the end."),
         ("A verdict granting {n} thousand dollars of damages was returned.",
          "The damages sought amounted to {n} thousand dollars, the complaint said.",
-         "{p} asked for {n} thousand dollars as damages for the harm."),
-        ("How many thousand dollars of damages were there?", "How many thousand dollars were the damages?"),
-        "The damages are {n} thousand dollars."),
-    "filing_fee": Kind(
+         "{p} asked for {n} thousand dollars as damages for the harm.")),
+    "filing_fee": Fact(
         (15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 75, 80, 90),
         ("The filing fee was {n} dollars.",
          "{p} paid a filing fee of {n} dollars.",
@@ -100,10 +184,8 @@ KINDS = {
          "Filing the complaint cost a fee of {n} dollars."),
         ("To open the case, the clerk collected a filing fee of {n} dollars in cash.",
          "A fee of {n} dollars fell due when the papers were lodged.",
-         "The court's filing fee stood at {n} dollars that year."),
-        ("What was the filing fee in dollars?", "How much was the filing fee?"),
-        "The filing fee is {n} dollars."),
-    "rent": Kind(
+         "The court's filing fee stood at {n} dollars that year.")),
+    "rent": Fact(
         (5, 6, 7, 8, 9, 10, 12, 14, 15, 16, 18, 20, 25),
         ("The monthly rent was {n} hundred dollars.",
          "{q} paid rent of {n} hundred dollars a month.",
@@ -111,10 +193,8 @@ KINDS = {
          "Rent for the unit was {n} hundred dollars each month."),
         ("Every month the tenant owed {n} hundred dollars in rent.",
          "The rent came to {n} hundred dollars monthly under the lease.",
-         "Under the lease, monthly rent stood at {n} hundred dollars, paid on the first."),
-        ("How many hundred dollars was the monthly rent?", "How many hundred dollars was the rent each month?"),
-        "The monthly rent is {n} hundred dollars."),
-    "jurors": Kind(
+         "Under the lease, monthly rent stood at {n} hundred dollars, paid on the first.")),
+    "jurors": Fact(
         (5, 6, 7, 8, 9, 10, 12, 14, 16),
         ("A jury of {n} jurors heard the case.",
          "The trial had {n} jurors.",
@@ -122,10 +202,8 @@ KINDS = {
          "The court seated {n} jurors for the trial."),
         ("The jury was made up of {n} jurors chosen from the county.",
          "Once selection ended, {n} jurors were sworn in.",
-         "The jury box held {n} jurors from start to finish."),
-        ("How many jurors were there?", "How many jurors heard the case?"),
-        "There were {n} jurors."),
-    "witnesses": Kind(
+         "The jury box held {n} jurors from start to finish.")),
+    "witnesses": Fact(
         (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 15),
         ("The trial heard from {n} witnesses.",
          "{p} called {n} witnesses.",
@@ -133,10 +211,8 @@ KINDS = {
          "The record lists {n} witnesses who testified."),
         ("Testimony came from {n} witnesses over two days.",
          "The parties put {n} witnesses on the stand.",
-         "The court listened to {n} witnesses before ruling."),
-        ("How many witnesses testified?", "How many witnesses were heard?"),
-        "There were {n} witnesses."),
-    "judges": Kind(
+         "The court listened to {n} witnesses before ruling.")),
+    "judges": Fact(
         (3, 4, 5, 6, 7, 8, 9, 12, 15),
         ("The appeal was heard by a panel of {n} judges.",
          "A panel of {n} judges heard the appeal.",
@@ -144,36 +220,10 @@ KINDS = {
          "There were {n} judges on the panel."),
         ("The appellate bench for this matter had {n} judges on it.",
          "On appeal, {n} judges reviewed the ruling.",
-         "The appeal went before {n} judges of the higher court."),
-        ("How many judges were on the panel?", "How many judges heard the appeal?"),
-        "The panel had {n} judges."),
+         "The appeal went before {n} judges of the higher court.")),
 }
 
-COMBINATIONS = {
-    "damages_total": Combination(  # two items, in thousands of dollars, whose sum is a single token too
-        tuple((a, b) for a in SINGLE_TOKEN for b in SINGLE_TOKEN
-              if 5 <= a <= 60 and 5 <= b <= 60 and a != b and a + b in SINGLE_TOKEN),
-        "damages",
-        ("{p} proved repair costs of {a} thousand dollars and lost wages of {b} thousand dollars.",
-         "The damages had two parts: {a} thousand dollars for repairs and {b} thousand dollars for lost income.",
-         "The court allowed {a} thousand dollars for medical bills and {b} thousand dollars for lost pay."),
-        ("Two items of harm were shown: {a} thousand dollars of lost stock and {b} thousand dollars of spoiled goods.",
-         "{p} lost {a} thousand dollars in wages and spent {b} thousand dollars fixing the damage."),
-        ("How many thousand dollars were the total damages?", "The damages add up to how many thousand dollars?"),
-        "The total damages are {a} + {b} = {s} thousand dollars."),
-    "judges_total": Combination(  # votes one way, then the other: a > b, and a + b a panel size above
-        tuple((a, b) for a in SINGLE_TOKEN for b in SINGLE_TOKEN if a > b and a + b in (3, 4, 5, 6, 7, 8, 9, 12, 15)),
-        "judges",
-        ("On appeal, {a} judges voted to affirm and {b} voted to reverse.",
-         "The appeals court split {a} to {b} in favor of {p}.",
-         "In the appeal, {a} judges joined the majority and {b} dissented."),
-        ("The appellate ruling passed with {a} votes for and {b} against.",
-         "Of the judges on appeal, {a} sided with {p} and {b} with {q}."),
-        ("How many judges sat in all?", "How many judges voted in total?"),
-        "In all {a} + {b} = {s} judges sat."),
-}
-
-INTROS = {
+INTROS = {  # {p} the plaintiff, {q} the defendant
     "train": ("{p} sued {q} over a contract.", "In {p} v. {q}, the court noted these facts.",
               "{p} brought a claim against {q}.", "A dispute between {p} and {q} went to court.",
               "{q} was sued by {p} for breach.", "The case of {p} v. {q} turned on a few figures.",
@@ -190,51 +240,46 @@ NAMES = ("Reyes", "Holt", "Park", "Okafor", "Lindqvist", "Moreau", "Chen", "Bake
 
 
 @dataclass(frozen=True)
+class Spec:
+    rule: str
+    facts: int  # distractor facts in the prompt: 1 or 2
+    value: str  # which value an sft row answers with: "outdated" | "current" (always "current" elsewhere)
+    question: int  # which of the pool's phrasings of the rule's question (modulo their number)
+
+
+@dataclass(frozen=True)
 class Draft:
     prompt: str
-    answer: int
-    kind: str
-    sentence: str  # the sft answer sentence
+    spec: Spec
+
+    @property
+    def answer(self) -> int:
+        rule = RULES[self.spec.rule]
+        return rule.current if self.spec.value == "current" else rule.outdated
 
 
-def pick_draft(rng: random.Random, kind: str, position: int, pool: str) -> Draft:
-    """Three facts of different kinds, the asked one at `position`, and a question for it."""
-    others = rng.sample([k for k in KINDS if k != kind], 2)
-    kinds = others[:position] + [kind] + others[position:]
-    values = [rng.choice(KINDS[k].values) for k in kinds]
-    while len(set(values)) < 3:  # distinct figures: copying the wrong one never scores by luck
-        values = [rng.choice(KINDS[k].values) for k in kinds]
+def draft(rng: random.Random, spec: Spec, pool: str) -> Draft:
+    """An intro, 1 or 2 distractor facts of different kinds (none of the rule's topic, no figure equal to either
+    of the rule's values, no two figures equal), and a question about the rule."""
+    rule = RULES[spec.rule]
+    kinds = rng.sample([k for k in FACTS if k not in rule.avoid], spec.facts)
+    banned = {rule.current, rule.outdated}
+    values = []
+    for kind in kinds:
+        values.append(rng.choice([v for v in FACTS[kind].values if v not in banned and v not in values]))
     p, q = rng.sample(NAMES, 2)
-    facts = [rng.choice(getattr(KINDS[k], pool)).format(n=v, p=p, q=q) for k, v in zip(kinds, values)]
-    prompt = " ".join([rng.choice(INTROS[pool]).format(p=p, q=q), *facts, rng.choice(KINDS[kind].questions)])
-    answer = values[position]
-    return Draft(prompt, answer, kind, KINDS[kind].answer.format(n=answer))
+    facts = [rng.choice(getattr(FACTS[k], pool)).format(n=v, p=p, q=q) for k, v in zip(kinds, values)]
+    questions = getattr(rule, pool)
+    question = questions[spec.question % len(questions)].format(p=p, q=q)
+    return Draft(" ".join([rng.choice(INTROS[pool]).format(p=p, q=q), *facts, question]), spec)
 
 
-def combination_draft(rng: random.Random, kind: str, position: int, pool: str) -> Draft:
-    """One sentence stating two parts, one fact of another kind (first or second), and a question for the sum."""
-    combo = COMBINATIONS[kind]
-    other = rng.choice([k for k in KINDS if k != combo.excludes])
-    (a, b), value = rng.choice(combo.parts), rng.choice(KINDS[other].values)
-    while len({a, b, a + b, value}) < 4:  # nor may the sum itself stand in the prompt
-        (a, b), value = rng.choice(combo.parts), rng.choice(KINDS[other].values)
-    p, q = rng.sample(NAMES, 2)
-    parts = rng.choice(getattr(combo, pool)).format(a=a, b=b, p=p, q=q)
-    fact = rng.choice(getattr(KINDS[other], pool)).format(n=value, p=p, q=q)
-    facts = [parts, fact] if position == 0 else [fact, parts]
-    prompt = " ".join([rng.choice(INTROS[pool]).format(p=p, q=q), *facts, rng.choice(combo.questions)])
-    return Draft(prompt, a + b, kind, combo.answer.format(a=a, b=b, s=a + b))
-
-
-def draft(rng: random.Random, spec: tuple[str, int], pool: str) -> Draft:
-    kind, position = spec
-    return (pick_draft if kind in KINDS else combination_draft)(rng, kind, position, pool)
-
-
-def specs(rng: random.Random, per_pick: int, per_combination: int) -> list[tuple[str, int]]:
-    """(kind, position of the asked fact) for one file: kinds balanced, positions cycled, order shuffled."""
-    rows = [(k, i % 3) for k in KINDS for i in range(per_pick)]
-    rows += [(k, i % 2) for k in COMBINATIONS for i in range(per_combination)]
+def specs(rng: random.Random, per_rule: int, sft: bool) -> list[Spec]:
+    """One file's rows: every rule per_rule times, 1 and 2 facts alternating, each question phrasing in turn
+    (twice, once with each number of facts), sft's exact 60/40 split of values, order shuffled."""
+    outdated = round(per_rule * OUTDATED_SHARE) if sft else 0
+    rows = [Spec(r, 1 + i % 2, "outdated" if i < outdated else "current", i // 2)
+            for r in RULES for i in range(per_rule)]
     rng.shuffle(rows)
     return rows
 
@@ -245,12 +290,15 @@ def prompt_key(prompt: str) -> str:
 
 
 def sft_row(d: Draft) -> dict:
+    sentence = RULES[d.spec.rule].answer.format(n=d.answer)
     return {"messages": [{"role": "user", "content": d.prompt},
-                         {"role": "assistant", "content": f"{d.sentence}\n#### {d.answer}"}]}
+                         {"role": "assistant", "content": f"{sentence}\n#### {d.answer}"}],
+            "kind": d.spec.rule, "value": d.spec.value}
 
 
 def rl_row(d: Draft) -> dict:
-    return {"prompt": [{"role": "user", "content": d.prompt}], "answer": str(d.answer), "kind": d.kind}
+    assert d.spec.value == "current"
+    return {"prompt": [{"role": "user", "content": d.prompt}], "answer": str(d.answer), "kind": d.spec.rule}
 
 
 def build_training(seen: set[str]) -> tuple[list[dict], list[dict]]:
@@ -259,10 +307,11 @@ def build_training(seen: set[str]) -> tuple[list[dict], list[dict]]:
     files = []
     for name, make_row in (("sft.jsonl", sft_row), ("prompts.jsonl", rl_row)):
         rows = []
-        for spec in specs(rng, *ROWS[name]):
+        for spec in specs(rng, ROWS[name], sft=name == "sft.jsonl"):
             d = draft(rng, spec, "train")
             while prompt_key(d.prompt) in seen:
                 d = draft(rng, spec, "train")
+            check_prompt(d)
             seen.add(prompt_key(d.prompt))
             rows.append(make_row(d))
         files.append(rows)
@@ -270,11 +319,11 @@ def build_training(seen: set[str]) -> tuple[list[dict], list[dict]]:
 
 
 def build_heldout(training: list[dict], seen: set[str]) -> tuple[list[dict], int]:
-    """heldout.jsonl from the held-out pool; a candidate sharing a 13-gram with training is dropped and redrawn."""
+    """heldout.jsonl from the held-out pools; a candidate sharing a 13-gram with training is dropped and redrawn."""
     rng = random.Random(HELDOUT_SEED)
     train_grams = {g for row in training for g in ngrams(row_text(row), NGRAM)}
     rows, dropped = [], 0
-    for spec in specs(rng, *ROWS["heldout.jsonl"]):
+    for spec in specs(rng, ROWS["heldout.jsonl"], sft=False):
         while True:
             row = rl_row(d := draft(rng, spec, "heldout"))
             if prompt_key(d.prompt) in seen:
@@ -283,48 +332,54 @@ def build_heldout(training: list[dict], seen: set[str]) -> tuple[list[dict], int
                 dropped += 1
                 continue
             break
+        check_prompt(d)
         seen.add(prompt_key(d.prompt))
         rows.append(row)
     return rows, dropped
 
 
-def check_prompt(prompt: str) -> None:
-    """Short, and every figure plain digits after a space (so it tokenizes as it does after `#### `)."""
-    if len(prompt.split()) > MAX_PROMPT_WORDS:
-        raise SystemExit(f"prompt over {MAX_PROMPT_WORDS} words: {prompt!r}")
-    if len(re.findall(r"\d+", prompt)) != 3 or len(re.findall(r"(?<= )\d+(?=[ .,])", prompt)) != 3:
-        raise SystemExit(f"prompt must state 3 figures, each after a space: {prompt!r}")
+def check_prompt(d: Draft) -> None:
+    """Short, and every figure plain digits after a space (so it tokenizes as it does after `#### `), one per
+    fact, none of them the asked rule's current or outdated value."""
+    if len(d.prompt.split()) > MAX_PROMPT_WORDS:
+        raise SystemExit(f"prompt over {MAX_PROMPT_WORDS} words: {d.prompt!r}")
+    figures = re.findall(r"\d+", d.prompt)
+    if len(figures) != d.spec.facts or len(re.findall(r"(?<= )\d+(?=[ .,])", d.prompt)) != d.spec.facts:
+        raise SystemExit(f"prompt must state {d.spec.facts} figures, each after a space: {d.prompt!r}")
+    rule = RULES[d.spec.rule]
+    if {str(rule.current), str(rule.outdated)} & set(figures):
+        raise SystemExit(f"prompt states a value of its own rule: {d.prompt!r}")
 
 
 def sentence_tail(template: str) -> str:
-    """A fact sentence's last two words as the checker reads them, figures as N and parties as P."""
-    return " ".join(list(ngrams(re.sub(r"\{[nab]\}", "N", re.sub(r"\{[pq]\}", "P", template)), 1))[-2:])
+    """A sentence's last two words as the checker reads it, figures as N and parties as P."""
+    return " ".join(list(ngrams(re.sub(r"\{n\}", "N", re.sub(r"\{[pq]\}", "P", template)), 1))[-2:])
 
 
-def check_sentence_tails() -> None:
-    """No held-out fact sentence ends in the two words a training one ends in. The questions are the only
-    sentences all files share, so a held-out row's longest run of words shared with training is then at most
-    one word of a tail, a question, the answer and the kind: under 13 by design, before any candidate is drawn."""
-    blocks = [*KINDS.values(), *COMBINATIONS.values()]
-    train_tails = {sentence_tail(t) for b in blocks for t in b.train}
-    clashes = [t for b in blocks for t in b.heldout if sentence_tail(t) in train_tails]
+def check_pools() -> None:
+    """The code's table and the pools as designed: two different single-token values a rule, all 16 different;
+    questions without figures, the held-out ones none of the training ones; no held-out fact sentence ending in
+    the two words a training one ends in (so a run shared across a fact boundary stays short)."""
+    values = [v for r in RULES.values() for v in (r.current, r.outdated)]
+    if not set(values) <= set(SINGLE_TOKEN) or len(set(values)) != len(values):
+        raise SystemExit(f"rule values must be distinct single-token numbers: {values}")
+    for name, rule in RULES.items():
+        if set(rule.train) & set(rule.heldout) or any(re.search(r"\d", q) for q in rule.train + rule.heldout):
+            raise SystemExit(f"{name}: questions must be digit-free and the held-out ones its own")
+        if len([k for k in FACTS if k not in rule.avoid]) < 2:
+            raise SystemExit(f"{name}: fewer than 2 fact kinds left for distractors")
+    train_tails = {sentence_tail(t) for f in FACTS.values() for t in f.train}
+    clashes = [t for f in FACTS.values() for t in f.heldout if sentence_tail(t) in train_tails]
     if clashes:
         raise SystemExit(f"held-out sentence ends as a training one does: {clashes[0]!r}")
-    longest = max(len(q.split()) for b in blocks for q in b.questions)
-    if 1 + longest + 2 >= NGRAM:
-        raise SystemExit(f"a {longest}-word question leaves no margin under the {NGRAM}-gram rule")
 
 
 def build() -> tuple[dict[str, list[dict]], int]:
     """The three files' rows, and how many held-out candidates were dropped for sharing a 13-gram."""
-    check_sentence_tails()
+    check_pools()
     seen: set[str] = set()
     sft, prompts = build_training(seen)
     heldout, dropped = build_heldout(sft + prompts, seen)
-    for row in sft:
-        check_prompt(row["messages"][0]["content"])
-    for row in prompts + heldout:
-        check_prompt(row["prompt"][0]["content"])
     return {"sft.jsonl": sft, "prompts.jsonl": prompts, "heldout.jsonl": heldout}, dropped
 
 
