@@ -315,6 +315,8 @@ def _grpo(r: Recipe):
         if name not in rewards.NAMES and not rewards.is_user_spec(name):
             return (f"method.rewards.{name}: unknown reward{_close(name, rewards.NAMES)} (known: "
                     f"{', '.join(rewards.NAMES)}, or path/to/file.py:function)")
+    if not any(method.rewards.values()):
+        return "method.rewards: every weight is 0, so no completion can earn more than another; give one a weight"
     if method.format_pattern is not None and (problem := rewards.check_pattern(method.format_pattern)):
         return f"method.format_pattern: not a regular expression: {problem}"
     rows = r.train.batch_size * r.train.grad_accum

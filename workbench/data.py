@@ -130,11 +130,9 @@ def _validated(numbered_rows: list, source: str, method: str, check_row=None) ->
             else:
                 _check_turns(row[name], f"{where}: {name}", require_assistant=(name == "messages"))
         if method == "grpo":
-            if isinstance(row["prompt"], list) and row["prompt"][-1]["role"] == "assistant":
-                raise WorkbenchError(f"{where}: prompt: the last turn must not be the assistant's (the model "
-                                     "writes the completion)")
-            if check_row is not None:
+            if check_row is not None:  # what the rewards read first: the most specific message
                 check_row(row, where)
+            _check_grpo_row(row, where, rows[0] if rows else None, numbered_rows[0][0])
             rows.append(dict(row))
             continue
         if method == "distill" and row["messages"][-1]["role"] != "assistant":
@@ -142,6 +140,38 @@ def _validated(numbered_rows: list, source: str, method: str, check_row=None) ->
                                  f"it), got {row['messages'][-1]['role']!r}")
         rows.append({name: row[name] for name in fields})
     return rows
+
+
+# TRL passes a row's fields to reward functions as keyword arguments beside these, and keeps `completion` itself
+GRPO_RESERVED = ("prompts", "completions", "completion", "completion_ids", "trainer_state", "log_extra", "log_metric",
+                 "environments")
+
+
+def _check_grpo_row(row: dict, where: str, first: dict | None, first_number: int) -> None:
+    """A GRPO row: a prompt the model continues, no field TRL reserves, and the first row's fields and types
+    (the rows become one Arrow table, and TRL reads whether prompts are chat from the first row alone)."""
+    if isinstance(row["prompt"], list) and row["prompt"][-1]["role"] == "assistant":
+        raise WorkbenchError(f"{where}: prompt: the last turn must not be the assistant's (the model writes the "
+                             "completion)")
+    clash = next((name for name in row if name in GRPO_RESERVED), None)
+    if clash:
+        raise WorkbenchError(f"{where}: {clash}: a field name TRL uses for its own reward arguments; rename it")
+    if first is None:
+        return
+    if set(row) != set(first):
+        extra, missing = sorted(set(row) - set(first)), sorted(set(first) - set(row))
+        what = f"has {', '.join(extra)} which row {first_number} lacks" if extra else f"lacks {', '.join(missing)}"
+        raise WorkbenchError(f"{where}: {what} (every row needs the same fields)")
+    for name, value in row.items():
+        if value is not None and first[name] is not None and _json_kind(value) != _json_kind(first[name]):
+            raise WorkbenchError(f"{where}: {name}: {_json_kind(value)} here but {_json_kind(first[name])} in row "
+                                 f"{first_number} (write it the same way in every row)")
+
+
+def _json_kind(value) -> str:
+    return ("true/false" if isinstance(value, bool) else "a number" if isinstance(value, (int, float))
+            else "text" if isinstance(value, str) else "a list" if isinstance(value, list)
+            else "an object" if isinstance(value, dict) else type(value).__name__)
 
 
 def _check_turns(value, where: str, require_assistant: bool) -> None:

@@ -42,6 +42,8 @@ def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> C
     if output_dir is not None and not resume:
         check_output_dir(output_dir)
     splits = load_dataset(recipe.data, recipe.method.name, check_row=_reward_fields(recipe))
+    if recipe.method.name == "grpo":
+        _try_rewards(recipe, splits.train[0])
     base_model = pinned_model(recipe)
     if base_model.from_run:
         from workbench.lineage import run_output
@@ -79,6 +81,21 @@ def _reward_fields(recipe):
         if rewards.is_user_spec(name):
             rewards.load_user_reward(name, key=f"method.rewards.{name}")  # a missing file or function fails here
     return lambda row, where: rewards.check_row(row, names, where)
+
+
+def _try_rewards(recipe, row: dict) -> None:
+    """Call each of the recipe's own reward functions once, on the first row with an empty completion, the way
+    TRL will: a signature or a crash that would stop the run at its first step stops it here instead."""
+    from workbench import rewards
+
+    funcs, _ = rewards.build(dict(recipe.method.rewards), format_pattern=recipe.method.format_pattern)
+    chat = isinstance(row["prompt"], list)
+    columns = {key: [value] for key, value in row.items() if key != "prompt"}
+    for name, func in zip(recipe.method.rewards, funcs):
+        if rewards.is_user_spec(name):
+            func(prompts=[row["prompt"]], completions=[[{"role": "assistant", "content": ""}] if chat else ""],
+                 completion_ids=[[]], trainer_state=None, log_extra=lambda *a, **k: None,
+                 log_metric=lambda *a, **k: None, **columns)
 
 
 def weights_dir(cfg) -> str | None:

@@ -36,20 +36,33 @@ def score(funcs, weights, rows: list[dict], texts: list[str]) -> dict:
     return {"total": total, **per_func}
 
 
+def stop_tokens(model, tokenizer) -> list[int]:
+    """What ends a completion, as TRL's GRPOTrainer decides: the tokenizer's EOS and the generation config's."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += configured if isinstance(configured, list) else [configured] if configured is not None else []
+    return sorted({i for i in ids if i is not None})
+
+
 @torch.no_grad()
 def greedy_completions(model, tokenizer, rows: list[dict], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """Greedy completions of the rows' prompts, tokenized as TRL does: chat prompts through the chat template with
+    the generation prompt, text prompts as they are."""
     was_training = model.training
     model.eval()
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     texts = []
     try:
         for start in range(0, len(rows), batch_size):
-            prompts = [row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
-                       for row in rows[start:start + batch_size]]
-            rendered = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-            batch = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            prompts = [row["prompt"] for row in rows[start:start + batch_size]]
+            if isinstance(prompts[0], list):
+                rendered = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+                batch = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+            else:
+                batch = tokenizer(prompts, return_tensors="pt", padding=True)
+            batch = batch.to(model.device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_tokens(model, tokenizer))
             texts += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
@@ -91,16 +104,28 @@ class RewardReport:
                 figures[f"heldout/{name}"] = sum(valid) / len(valid) if valid else float("nan")
         return figures
 
+    def _fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     def before(self, model, tokenizer, resumed: bool = False) -> None:
         if not self.active:
             return
         saved = self.output_dir / BEFORE_FILE
         if resumed and saved.is_file():
             kept = json.loads(saved.read_text())
-            self.before_texts, self.before_scores = kept["completions"], kept["scores"]
+            if kept.get("rows") == self._fingerprint():
+                self.before_texts, self.before_scores = kept["completions"], kept["scores"]
+                return
+            print("notice: the held-out rows changed since the run started: the held-out reward after training is "
+                  "reported without a gain (its start was measured on other rows)")
             return
+        if resumed:
+            return  # started before the held-out measurement existed: no start to compare with
         self.before_texts, self.before_scores = self._measure(model, tokenizer)
-        saved.write_text(json.dumps({"completions": self.before_texts, "scores": self.before_scores}))
+        saved.write_text(json.dumps({"rows": self._fingerprint(), "completions": self.before_texts,
+                                     "scores": self.before_scores}))
         figures = self._figures(self.before_scores)
         self.track.log_metrics(figures, step=0, raw=True)
         print(f"held-out reward before training ({len(self.rows)} prompts, greedy): "

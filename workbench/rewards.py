@@ -257,9 +257,28 @@ def _checked_wrapper(fn, name: str, spec: str, key: str):
     # Always a plain function, an async one run to completion inside it: the held-out reward report calls
     # rewards synchronously, and TRL calls a plain one the same way.
     run = (lambda **kwargs: asyncio.run(fn(**kwargs))) if inspect.iscoroutinefunction(fn) else fn
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        parameters = ()
+    open_ended = not parameters or any(p.kind is p.VAR_KEYWORD for p in parameters)
+    accepted = {p.name for p in parameters}
 
     def wrapper(prompts, completions, **kwargs):
-        return _check_values(run(prompts=prompts, completions=completions, **kwargs), len(completions), spec, key)
+        # TRL passes every dataset column plus trainer_state, log_extra, log_metric: a function that does not
+        # take **kwargs gets only the arguments it names
+        passed = {"prompts": prompts, "completions": completions, **kwargs}
+        if not open_ended:
+            passed = {k: v for k, v in passed.items() if k in accepted}
+        try:
+            values = run(**passed)
+        except WorkbenchError:
+            raise
+        except Exception as error:
+            message = (str(error).strip().splitlines() or [""])[0]
+            raise WorkbenchError(f"{key}: {spec}: calling {name} failed: {type(error).__name__}"
+                                 + (f": {message}" if message else "")) from None
+        return _check_values(values, len(completions), spec, key)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
@@ -275,7 +294,7 @@ def _check_values(values, expected: int, spec: str, key: str) -> list:
     for i, value in enumerate(values):
         if value is None:
             checked.append(None)  # TRL: no reward for this completion (NaN, left out of the mean)
-        elif isinstance(value, numbers.Real) and not math.isinf(value):
+        elif isinstance(value, numbers.Real) and math.isfinite(value):
             checked.append(float(value))
         else:
             raise WorkbenchError(f"{key}: {spec} returned {value!r} at index {i}, expected a finite number or None")

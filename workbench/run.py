@@ -70,11 +70,12 @@ class Run:
             self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
         self.evals.after(self.trainer.model, self.trainer.processing_class)
         self.mtp.after(self.trainer.model, self.trainer.processing_class, final_dir, self.trainer.state.global_step)
-        self.rewards.after(self.trainer.model, self.trainer.processing_class, self.trainer.state.global_step)
         if main:
             samples = self.output_dir / "completions.jsonl"
             if samples.is_file():  # grpo: sampled completions with their rewards, as training went
                 self.tracker.log_artifact(samples)
+        self.rewards.after(self.trainer.model, self.trainer.processing_class, self.trainer.state.global_step)
+        if main:
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"
         return result

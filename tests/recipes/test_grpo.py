@@ -23,9 +23,12 @@ def test_grpo_logs_rewards_agreement_and_the_held_out_reward(train_recipe, tmp_p
     run, client = train_recipe("legal-grpo", QUICK + [f"data.eval={heldout}",
                                                       "method.rewards={math_answer: 1.0, format: 0.5}",
                                                       "method.format_pattern=.*#### \\d+",
-                                                      "train.grad_accum=2", "method.iterations=2"], out="grpo")
+                                                      "train.grad_accum=2", "method.iterations=2",
+                                                      "train.gradient_checkpointing=true", "method.beta=0.04"],
+                             out="grpo")
     run_id = run.tracker.run_id
     assert run.trainer.router_aux_loss_coef == 0.0 and not run.trainer.aux_loss_enabled
+    assert run.trainer.ref_model is not None and history(client, run_id, "train/kl")  # a full fine-tune's reference
     logged = len(history(client, run_id, "train/reward"))  # one per logged step
     assert logged >= 2
     assert len(history(client, run_id, "train/rewards/math_answer/mean")) == logged
@@ -99,9 +102,17 @@ def _write(tmp_path, rows, name="rows.jsonl"):
     ({"prompt": [{"role": "assistant", "content": "hi"}], "answer": "3"}, "{math_answer: 1}",
      "row 2: prompt: the last turn must not be the assistant's"),
     ({"answer": "3"}, "{math_answer: 1}", "row 2: prompt: missing"),
+    ({"prompt": "How many?", "answer": 3}, "{math_answer: 1}", "row 2: answer: a number here but text in row 1"),
+    ({"prompt": [{"role": "user", "content": "How many?"}], "answer": "3"}, "{math_answer: 1}",
+     "row 2: prompt: a list here but text in row 1"),
+    ({"prompt": "How many?", "answer": "3", "kind": "x"}, "{math_answer: 1}",
+     "row 2: has kind which row 1 lacks (every row needs the same fields)"),
+    ({"prompt": "How many?", "answer": "3", "completions": "x"}, "{math_answer: 1}",
+     "row 2: completions: a field name TRL uses for its own reward arguments"),
 ])
 def test_bad_grpo_rows_name_the_file_row_and_field(tmp_path, isolated, row, rewards, expected):
-    good = {"prompt": "How many judges sat?", "answer": "B" if "choice" in rewards else "3", "tests": "assert True"}
+    good = ({"prompt": "Write f.", "tests": "assert True"} if "code_tests" in rewards else
+            {"prompt": "How many judges sat?", "answer": "B" if "choice" in rewards else "3"})
     path = _write(tmp_path, [good, row])
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null", f"data.train={path}",
                                                                 "data.eval=null", f"method.rewards={rewards}"])
@@ -110,8 +121,56 @@ def test_bad_grpo_rows_name_the_file_row_and_field(tmp_path, isolated, row, rewa
     assert f"{path}: {expected}" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_user_reward_that_fails_when_called_stops_before_the_run(tmp_path, isolated):
+    (tmp_path / "mine.py").write_text("def score(prompts, completions, answer):\n    return [1 / 0 for _ in completions]\n")
+    recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
+                                                                f"method.rewards={{{tmp_path}/mine.py:score: 1}}"])
+    with pytest.raises(WorkbenchError, match=r"mine.py:score: calling score failed: ZeroDivisionError"):
+        preflight(recipe)
+
+
 def test_a_missing_user_reward_stops_before_the_run(tmp_path, isolated):
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
                                                                 "method.rewards={rewards/nowhere.py:score: 1}"])
     with pytest.raises(WorkbenchError, match=r"method.rewards.rewards/nowhere.py:score: .*not found"):
         preflight(recipe)
+
+
+def test_a_lora_grpo_run_killed_after_a_checkpoint_resumes_and_reports_its_gain(isolated, tmp_path):
+    """LoRA on attention and the routed experts, replay on; killed after its step-2 checkpoint, resumed: the
+    adapter trains on, the held-out start measured before the crash is the one the gain is computed from."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    from workbench.run import build
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    rows = [json.loads(line) for line in open("data/legal-calc/heldout.jsonl")][:4]
+    heldout = _write(tmp_path, rows, "heldout.jsonl")
+    recipe = load_recipe("legal-grpo", isolated["overrides"] + QUICK + [
+        f"data.eval={heldout}", "train.max_steps=4", "train.save_steps=2", "peft.type=lora",
+        "peft.target_modules=[q_b_proj, o_proj, routed_experts]"])
+    first = build(recipe)
+    first.trainer.add_callback(Crash())
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    first.close()
+    start = json.loads((isolated["tmp"] / "out" / "heldout_before.json").read_text())
+    second = build(recipe, resume=True)
+    assert second.resume_from.endswith("checkpoint-2")
+    second.train()
+    second.close()
+    client = mlflow.MlflowClient(isolated["uri"])
+    run_id = second.tracker.run_id
+    assert run_id == first.tracker.run_id  # the same MLflow run continues
+    after, = [m.value for m in client.get_metric_history(run_id, "heldout/reward") if m.step == 4]
+    gain, = history(client, run_id, "heldout/reward_gain")
+    assert gain == pytest.approx(after - sum(start["scores"]["total"]) / len(rows))
+    assert (isolated["tmp"] / "out" / "final" / "adapter_model.safetensors").is_file()
+    adapted = client.get_run(run_id).data.params
+    assert any(key.startswith("peft.adapted.") for key in adapted)
+    assert set(history(client, run_id, "moe/rollout_agreement")) == {1.0}

@@ -11,7 +11,7 @@ from workbench import dashboard_data as dd
 
 CURVES = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
 # drawn when a picked run logged them (distillation; grpo's reward and routing agreement), never listed as missing
-OPTIONAL = ("eval/kl_to_teacher", "train/reward", "train/reward_std", "moe/rollout_agreement")
+OPTIONAL = ("eval/kl_to_teacher", "train/reward", "train/reward_std", "moe/router_agreement")
 SMOOTHED = {"train/loss", "eval/loss", "train/grad_norm", "train/reward", "train/reward_std"}
 STAGED = {"train/loss", "eval/loss"}  # curves that get the phase boundaries of train.stages
 BASE = "base model (base/... scores)"

@@ -45,6 +45,9 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self._rollout_layout = None
         self.samples_per_log = samples_per_log
         self.raw_metrics = None  # set by the run: logs `moe/...` names as they are (tracker.log_metrics raw)
+        self._generations = self._written = 0  # rollout batches made / the last one written to completions.jsonl
+        if self.routing is not None and self.ref_model is not None:
+            self.routing.also(self.accelerator.unwrap_model(self.ref_model))
 
     def _install_reference(self, reference, beta: float) -> None:
         """A full fine-tune's KL reference: the model as it starts (a frozen copy), installed the way TRL installs
@@ -68,10 +71,18 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                      num_generations, has_tool_images)
         self._rollout_layout = self.routing.layout(prompt_ids, completion_ids, self.pad_to_multiple_of)
+        if self._rollout_layout is None and self.routing.replay:
+            from workbench.errors import WorkbenchError
+
+            raise WorkbenchError("moe.routing_replay: generation did not run as one prefill plus one token per step "
+                                 "(method settings such as a prompt cache or beams change that), so the experts "
+                                 "could not be recorded per token; set moe.routing_replay: none")
         return completion_ids, logprobs
 
     def _generate_and_score_completions(self, inputs):
         self._rollout_layout = None
+        if self.model.training:
+            self._generations += 1
         output = super()._generate_and_score_completions(inputs)  # old / reference log-probs use the layout
         layout, self._rollout_layout = self._rollout_layout, None
         expected = (output["prompt_ids"].shape[0], output["prompt_ids"].shape[1] + output["completion_ids"].shape[1])
@@ -88,6 +99,12 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if any(value is not None for key, value in kwargs.items() if key not in ("compute_entropy", "compute_aux_loss")):
             raise NotImplementedError("routing replay covers text-only batches")
         size = batch_size or input_ids.size(0)
+        if size >= input_ids.size(0) and torch.is_grad_enabled():
+            # the update's forward: the layout stays until training_step's backward is done (checkpointing
+            # recomputes this forward inside backward, and it must route the same way)
+            self.routing.hold(layout.to(input_ids.device))
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size=size, **kwargs)
         logps, entropies, aux = [], [], []
         for start in range(0, input_ids.size(0), size):  # one chunk per forward, each with its rows' experts
             end = start + size
@@ -106,22 +123,32 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         finally:
             self._scoring_layout = None
 
+    def training_step(self, model, inputs, num_items_in_batch):
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            if self.routing is not None:
+                self.routing.release()
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         training = self.model.training
         super().log(logs, start_time)
-        if not training or not self.accelerator.is_main_process:
+        if not training:
             return
-        if self.routing is not None:
-            agreement = self.routing.take_agreement()
-            if agreement and self.raw_metrics is not None:
-                self.raw_metrics(agreement, self.state.global_step)
+        agreement = self.routing.take_agreement() if self.routing is not None else {}  # every rank: an all-reduce
+        if not self.accelerator.is_main_process:
+            return
+        if agreement and self.raw_metrics is not None:
+            self.raw_metrics(agreement, self.state.global_step)
         self._write_samples()
 
     def _write_samples(self) -> None:
-        """The newest generation's first few completions with their rewards, appended to completions.jsonl."""
+        """The newest generation's first few completions with their rewards, appended to completions.jsonl
+        (once per rollout batch: several updates per batch log the same samples only once)."""
         prompts, completions = list(self._logs["prompt"]), list(self._logs["completion"])
-        if not prompts:
+        if not prompts or self._written == self._generations:
             return
+        self._written = self._generations
         rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
         advantages = list(self._logs["advantages"])
         with open(self.samples_path, "a", encoding="utf-8") as out:
@@ -130,6 +157,14 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                                       "completion": _text(completions[i]),
                                       "rewards": {name: values[i] for name, values in rewards.items()},
                                       "advantage": advantages[i] if i < len(advantages) else None}) + "\n")
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint and self.samples_path.is_file():  # the steps after the checkpoint run again
+            step = int(Path(resume_from_checkpoint).name.rpartition("-")[2])
+            kept = [line for line in self.samples_path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= step]
+            self.samples_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     @property
     def samples_path(self) -> Path:

@@ -56,6 +56,14 @@ class RolloutRouting:
         self.handles = [router.register_forward_hook(self._hook(i), prepend=True)
                         for i, (_, router) in enumerate(self.routers)]
 
+    def also(self, model) -> None:
+        """Replay in another copy of the same architecture too (a full fine-tune's frozen reference)."""
+        depth = getattr(model.config, "num_hidden_layers", None)
+        routers = [r for layer, r in find_routers(model) if depth is None or layer < depth]
+        if len(routers) != len(self.routers):
+            raise ValueError(f"routing replay: the reference has {len(routers)} MoE layers, the policy {len(self.routers)}")
+        self.handles += [router.register_forward_hook(self._hook(i), prepend=True) for i, router in enumerate(routers)]
+
     def remove(self):
         for handle in self.handles:
             handle.remove()
@@ -77,6 +85,14 @@ class RolloutRouting:
             yield
         finally:
             self._active = previous
+
+    def hold(self, layout: torch.Tensor | None) -> None:
+        """Like `active`, until `release()`: a training forward's layout must outlive the forward, because
+        gradient checkpointing recomputes the forward inside backward and must route the same way."""
+        self._active = layout
+
+    def release(self) -> None:
+        self._active = None
 
     def layout(self, prompt_ids: list, completion_ids: list, pad_to_multiple_of: int | None = None) -> torch.Tensor | None:
         """The last recording, per row: (B, P + C, layers, k) int16 in the training batch's layout, -1 = none."""
@@ -145,7 +161,8 @@ class RolloutRouting:
             recorded = layout[:, :, index].reshape(batch * tokens, -1).to(device=chosen.device, dtype=torch.long)
             known = (recorded >= 0).all(dim=-1)
             used = torch.where(known.unsqueeze(-1), recorded, chosen) if self.replay else chosen
-            if torch.is_grad_enabled() and module.training:
+            recompute = torch._C._current_graph_task_id() != -1  # gradient checkpointing inside backward
+            if torch.is_grad_enabled() and module.training and not recompute:
                 self._count(index, known, recorded, chosen, used)
             if not self.replay:
                 return None
