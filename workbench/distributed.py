@@ -148,6 +148,9 @@ def recipe_problem(recipe) -> str | None:
     if recipe.method.reference == "model" and recipe.method.name in ("dpo", "kto"):
         return ("method.reference: a frozen reference copy is not partitioned under ZeRO-3; "
                 "use method.reference: adapter with LoRA, or zero2")
+    if recipe.method.name == "grpo" and recipe.method.beta > 0 and recipe.peft.type == "none":
+        return ("method.beta: a full fine-tune's KL reference is a frozen copy, which is not partitioned under ZeRO-3; "
+                "use LoRA (the adapter-disabled model is the reference), method.beta: 0, or zero2")
     return None
 
 

@@ -179,6 +179,9 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
                    "moe.routing_replay=rollout"], "moe.routing_replay: the experts are recorded from transformers'"),
         ("{}\n", ["method.name=grpo", "method.rewards={math_answer: 1}", "method.loss_type=sigmoid"],
          "method.loss_type: must be one of grpo, dapo"),
+        ("{}\n", ["method.name=grpo", "method.rewards={math_answer: 0}"], "method.rewards: every weight is 0"),
+        ("{}\n", ["method.name=grpo", "method.rewards={math_answer: 1}", "method.beta=0.1", "train.deepspeed=zero3"],
+         "method.beta: a full fine-tune's KL reference is a frozen copy"),
         ("{}\n", ["method.name=grpo", "method.rewards={math_answer: 1}", "method.importance_sampling=sentence"],
          "method.importance_sampling: must be one of token, sequence, got sentence"),
         # overrides themselves
