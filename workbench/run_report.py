@@ -66,6 +66,14 @@ def describe(run) -> dict[str, str]:
         size = sum(p.numel() for layer in mtp_layers(run.trainer.model) for p in layer.parameters())
         rows["mtp"] = (f"1 multi-token-prediction layer ({_params(size)} parameters), loss weight {recipe.mtp.weight:g}"
                        if size else "enabled, but no MTP layer is attached")
+    if recipe.method.name == "grpo":
+        m = recipe.method
+        held = len(run.rewards.rows) if run.rewards is not None and run.rewards.active else 0
+        rows["data"] = f"{len(run.trainer.train_dataset)} prompts from {recipe.data.train}, {held} held-out prompts"
+        rows["rewards"] = (", ".join(f"{name} x{weight:g}" for name, weight in m.rewards.items())
+                           + f"; {m.generations} completions of up to {m.max_new_tokens} tokens per prompt, "
+                           + ("GSPO (sequence ratios)" if m.importance_sampling == "sequence" else "GRPO (token ratios)")
+                           + f", routing replay {recipe.moe.routing_replay}")
     if recipe.train.stages:
         rows["stages"] = ", ".join(f"{s.name} {s.share:g}" for s in recipe.train.stages) + " (share of the steps)"
     if console.log_path():
