@@ -29,7 +29,8 @@ def score(funcs, weights, rows: list[dict], texts: list[str]) -> dict:
     columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "prompt"} if rows else {}
     per_func = {}
     for func in funcs:
-        values = func(prompts=[row["prompt"] for row in rows], completions=completions, completion_ids=None, **columns)
+        values = func(prompts=[row["prompt"] for row in rows], completions=completions, completion_ids=None,
+                      trainer_state=None, log_extra=_ignore, log_metric=_ignore, **columns)  # TRL's arguments
         per_func[func.__name__] = [float("nan") if v is None else float(v) for v in values]
     total = [sum(w * (0.0 if math.isnan(values[i]) else values[i]) for w, values in zip(weights, per_func.values()))
              for i in range(len(rows))]
@@ -42,6 +43,10 @@ def stop_tokens(model, tokenizer) -> list[int]:
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids += configured if isinstance(configured, list) else [configured] if configured is not None else []
     return sorted({i for i in ids if i is not None})
+
+
+def _ignore(*args, **kwargs) -> None:  # log_extra / log_metric outside training: nothing to log to
+    return None
 
 
 @torch.no_grad()
