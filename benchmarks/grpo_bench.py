@@ -13,8 +13,8 @@ schedule, loss type and seed:
              generation and optimisation settings; the model loaded with plain `from_pretrained` (transformers'
              kernel defaults: grouped_mm experts)
   trl_eager  the same with `from_pretrained(..., experts_implementation="eager")`, the kernel the workbench picks
-             on CPU (grouped_mm decodes several times slower there): the strongest plain configuration, and the
-             one the 1.1x budget is judged against
+             on CPU, so a difference in kernels cannot pass for the workbench's own; the 1.1x budget is judged
+             against the faster of the two plain variants (on the tiny model the default measured faster)
   workbench  `workbench.run.build(load_recipe("legal-grpo", ...))`: the recipe as it stands (routing replay on,
              routing telemetry and agreement on, samples written each log), held-out measurement off (it runs
              outside the training loop anyway)
