@@ -88,14 +88,24 @@ def _try_rewards(recipe, row: dict) -> None:
     TRL will: a signature or a crash that would stop the run at its first step stops it here instead."""
     from workbench import rewards
 
+    from transformers import TrainerState
+
     funcs, _ = rewards.build(dict(recipe.method.rewards), format_pattern=recipe.method.format_pattern)
     chat = isinstance(row["prompt"], list)
     columns = {key: [value] for key, value in row.items() if key != "prompt"}
+    placeholder = "0"  # a completion that is no answer: what matters here is that the call itself works
     for name, func in zip(recipe.method.rewards, funcs):
-        if rewards.is_user_spec(name):
-            func(prompts=[row["prompt"]], completions=[[{"role": "assistant", "content": ""}] if chat else ""],
-                 completion_ids=[[]], trainer_state=None, log_extra=lambda *a, **k: None,
-                 log_metric=lambda *a, **k: None, **columns)
+        if not rewards.is_user_spec(name):
+            continue
+        try:
+            func(prompts=[row["prompt"]], completions=[[{"role": "assistant", "content": placeholder}] if chat
+                                                       else placeholder],
+                 completion_ids=[[0]], trainer_state=TrainerState(global_step=0, max_steps=max(recipe.train.max_steps, 1)),
+                 log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns)
+        except rewards.RewardCallError as error:
+            if isinstance(error.cause, TypeError):  # its arguments do not fit what TRL passes: it cannot run
+                raise
+            print(f"notice: {error} (on a placeholder completion before training; it may be fine on real ones)")
 
 
 def weights_dir(cfg) -> str | None:

@@ -22,15 +22,20 @@ import torch
 BEFORE_FILE = "heldout_before.json"
 
 
-def score(funcs, weights, rows: list[dict], texts: list[str]) -> dict:
-    """{"total": [...], <reward name>: [...]} per row for completions `texts` of `rows` (chat rows get chat completions)."""
+def score(funcs, weights, rows: list[dict], texts: list[str], state=None) -> dict:
+    """{"total": [...], <reward name>: [...]} per row for completions `texts` of `rows` (chat rows get chat
+    completions); `state`: the trainer's TrainerState, as TRL passes it (a fresh one when None)."""
+    if state is None:
+        from transformers import TrainerState
+
+        state = TrainerState()
     chat = bool(rows) and isinstance(rows[0]["prompt"], list)
     completions = [[{"role": "assistant", "content": t}] for t in texts] if chat else list(texts)
     columns = {key: [row.get(key) for row in rows] for key in rows[0] if key != "prompt"} if rows else {}
     per_func = {}
     for func in funcs:
         values = func(prompts=[row["prompt"] for row in rows], completions=completions, completion_ids=None,
-                      trainer_state=None, log_extra=_ignore, log_metric=_ignore, **columns)  # TRL's arguments
+                      trainer_state=state, log_extra=_ignore, log_metric=_ignore, **columns)  # TRL's arguments
         per_func[func.__name__] = [float("nan") if v is None else float(v) for v in values]
     total = [sum(w * (0.0 if math.isnan(values[i]) else values[i]) for w, values in zip(weights, per_func.values()))
              for i in range(len(rows))]
@@ -120,7 +125,7 @@ class RewardReport:
         saved = self.output_dir / BEFORE_FILE
         if resumed and saved.is_file():
             kept = json.loads(saved.read_text())
-            if kept.get("rows") == self._fingerprint():
+            if kept.get("rows") in (None, self._fingerprint()):  # None: written before rows were fingerprinted
                 self.before_texts, self.before_scores = kept["completions"], kept["scores"]
                 return
             print("notice: the held-out rows changed since the run started: the held-out reward after training is "

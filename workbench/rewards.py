@@ -276,13 +276,21 @@ def _checked_wrapper(fn, name: str, spec: str, key: str):
             raise
         except Exception as error:
             message = (str(error).strip().splitlines() or [""])[0]
-            raise WorkbenchError(f"{key}: {spec}: calling {name} failed: {type(error).__name__}"
-                                 + (f": {message}" if message else "")) from None
+            raise RewardCallError(f"{key}: {spec}: calling {name} failed: {type(error).__name__}"
+                                  + (f": {message}" if message else ""), cause=error) from None
         return _check_values(values, len(completions), spec, key)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = fn.__doc__
     return wrapper
+
+
+class RewardCallError(WorkbenchError):
+    """A user's reward function raised; `cause` is what it raised."""
+
+    def __init__(self, message: str, cause: BaseException):
+        super().__init__(message)
+        self.cause = cause
 
 
 def _check_values(values, expected: int, spec: str, key: str) -> list:
@@ -292,7 +300,7 @@ def _check_values(values, expected: int, spec: str, key: str) -> list:
         raise WorkbenchError(f"{key}: {spec} returned {len(values)} values for {expected} completions")
     checked = []
     for i, value in enumerate(values):
-        if value is None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
             checked.append(None)  # TRL: no reward for this completion (NaN, left out of the mean)
         elif isinstance(value, numbers.Real) and math.isfinite(value):
             checked.append(float(value))

@@ -121,12 +121,18 @@ def test_bad_grpo_rows_name_the_file_row_and_field(tmp_path, isolated, row, rewa
     assert f"{path}: {expected}" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_a_user_reward_that_fails_when_called_stops_before_the_run(tmp_path, isolated):
-    (tmp_path / "mine.py").write_text("def score(prompts, completions, answer):\n    return [1 / 0 for _ in completions]\n")
+def test_a_user_reward_whose_arguments_do_not_fit_stops_before_the_run(tmp_path, isolated, capsys):
+    (tmp_path / "mine.py").write_text("def score(prompts, completions, tests):\n    return [0.0 for _ in completions]\n"
+                                      "def picky(completions, trainer_state, **kwargs):\n"
+                                      "    return [1 / (len(c[0]['content']) - 1) for c in completions]\n")
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
                                                                 f"method.rewards={{{tmp_path}/mine.py:score: 1}}"])
-    with pytest.raises(WorkbenchError, match=r"mine.py:score: calling score failed: ZeroDivisionError"):
-        preflight(recipe)
+    with pytest.raises(WorkbenchError, match=r"mine.py:score: calling score failed: TypeError: .*'tests'"):
+        preflight(recipe)  # the rows have no `tests` field: it would fail at the first step
+    recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
+                                                                f"method.rewards={{{tmp_path}/mine.py:picky: 1}}"])
+    preflight(recipe)  # it fails on the placeholder only: a notice, not a refusal
+    assert "calling picky failed: ZeroDivisionError" in capsys.readouterr().out
 
 
 def test_a_missing_user_reward_stops_before_the_run(tmp_path, isolated):

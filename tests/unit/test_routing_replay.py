@@ -77,8 +77,10 @@ def _perturbed(model):
 
 def _train_forward(model, routing, layout, ids, mask):
     model.train()
+    routing.counting = True  # as the trainer sets it around the update's forward
     with routing.active(layout):
         out = model(input_ids=ids, attention_mask=mask)
+    routing.counting = False
     loss = out.logits[mask.bool()].logsumexp(-1).mean()
     loss.backward()
     return routing.take_agreement()

@@ -103,8 +103,12 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             # the update's forward: the layout stays until training_step's backward is done (checkpointing
             # recomputes this forward inside backward, and it must route the same way)
             self.routing.hold(layout.to(input_ids.device))
-            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                              batch_size=size, **kwargs)
+            self.routing.counting = True
+            try:
+                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                                  batch_size=size, **kwargs)
+            finally:
+                self.routing.counting = False
         logps, entropies, aux = [], [], []
         for start in range(0, input_ids.size(0), size):  # one chunk per forward, each with its rows' experts
             end = start + size
@@ -122,11 +126,15 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             return super()._compute_loss(model, inputs)
         finally:
             self._scoring_layout = None
+            if self.routing is not None and not getattr(self, "_in_step", False):
+                self.routing.release()  # no backward follows here (evaluation): nothing may keep the layout
 
     def training_step(self, model, inputs, num_items_in_batch):
+        self._in_step = True
         try:
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
+            self._in_step = False
             if self.routing is not None:
                 self.routing.release()
 
@@ -159,10 +167,16 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                                       "advantage": advantages[i] if i < len(advantages) else None}) + "\n")
 
     def train(self, resume_from_checkpoint=None, **kwargs):
-        if resume_from_checkpoint and self.samples_path.is_file():  # the steps after the checkpoint run again
+        if resume_from_checkpoint and self.accelerator.is_main_process and self.samples_path.is_file():
+            # the steps after the checkpoint run again; a line cut off by the crash is dropped
             step = int(Path(resume_from_checkpoint).name.rpartition("-")[2])
-            kept = [line for line in self.samples_path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
+            kept = []
+            for line in self.samples_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
             self.samples_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 

@@ -24,7 +24,8 @@ the way TRL lays out the training batch (prompt left-padded, completion right-pa
 generation never fed back through the model (its routing never reaches the loss: a position's output only
 scores the token after it). A token with -1 keeps the router's own choice.
 
-Agreement (`moe/rollout_agreement`): in the training forwards (grad enabled), the share of (real token,
+Agreement (`moe/rollout_agreement`): in the update's own forwards (`counting`, set by the trainer around them and
+cleared before backward, so a checkpoint recompute is not counted twice, reentrant or not), the share of (real token,
 MoE layer) pairs whose expert SET equals the rollout's; tokens without a recording (padding) never count.
 `moe/router_agreement` is the same for the experts the current router would pick itself: with replay off
 the two are equal; with replay on the first is 1.0 and the second shows how far the router has moved.
@@ -51,6 +52,7 @@ class RolloutRouting:
         self.replay = replay
         self._record: list[list[torch.Tensor]] | None = None
         self._active: torch.Tensor | None = None
+        self.counting = False  # set around the update's own forward: the agreement counts it once
         self.counts = torch.zeros(3, len(self.routers), dtype=torch.float64)  # used agrees, router agrees, pairs
         self.skipped = 0  # generation batches whose forwards were not laid out as prefill + one token each
         self.handles = [router.register_forward_hook(self._hook(i), prepend=True)
@@ -92,7 +94,7 @@ class RolloutRouting:
         self._active = layout
 
     def release(self) -> None:
-        self._active = None
+        self._active, self.counting = None, False
 
     def layout(self, prompt_ids: list, completion_ids: list, pad_to_multiple_of: int | None = None) -> torch.Tensor | None:
         """The last recording, per row: (B, P + C, layers, k) int16 in the training batch's layout, -1 = none."""
@@ -161,8 +163,7 @@ class RolloutRouting:
             recorded = layout[:, :, index].reshape(batch * tokens, -1).to(device=chosen.device, dtype=torch.long)
             known = (recorded >= 0).all(dim=-1)
             used = torch.where(known.unsqueeze(-1), recorded, chosen) if self.replay else chosen
-            recompute = torch._C._current_graph_task_id() != -1  # gradient checkpointing inside backward
-            if torch.is_grad_enabled() and module.training and not recompute:
+            if self.counting and module.training:  # the update's forward, not a checkpoint recompute in backward
                 self._count(index, known, recorded, chosen, used)
             if not self.replay:
                 return None
