@@ -4,7 +4,7 @@ measured before and after, the router aux loss off, and bad GRPO data or rewards
 import json
 
 import pytest
-from support import history
+from support import history, killed_after
 
 from workbench.config import load_recipe
 from workbench.errors import WorkbenchError
@@ -146,25 +146,15 @@ def test_a_lora_grpo_run_killed_after_a_checkpoint_resumes_and_reports_its_gain(
     """LoRA on attention and the routed experts, replay on; killed after its step-2 checkpoint, resumed: the
     adapter trains on, the held-out start measured before the crash is the one the gain is computed from."""
     import mlflow
-    from transformers import TrainerCallback
 
     from workbench.run import build
-
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt
 
     rows = [json.loads(line) for line in open("data/legal-calc/heldout.jsonl")][:4]
     heldout = _write(tmp_path, rows, "heldout.jsonl")
     recipe = load_recipe("legal-grpo", isolated["overrides"] + QUICK + [
         f"data.eval={heldout}", "train.max_steps=4", "train.save_steps=2", "peft.type=lora",
         "peft.target_modules=[q_b_proj, o_proj, routed_experts]"])
-    first = build(recipe)
-    first.trainer.add_callback(Crash())
-    with pytest.raises(KeyboardInterrupt):
-        first.train()
-    first.close()
+    first = killed_after(recipe, step=3)  # after its step-2 checkpoint
     start = json.loads((isolated["tmp"] / "out" / "heldout_before.json").read_text())
     second = build(recipe, resume=True)
     assert second.resume_from.endswith("checkpoint-2")

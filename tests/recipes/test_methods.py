@@ -5,7 +5,7 @@ import math
 
 import mlflow
 import pytest
-from support import FAST, history
+from support import FAST, history, killed_after
 
 from workbench.config import load_recipe
 from workbench.run import build
@@ -65,20 +65,9 @@ def test_dpo_continues_from_a_finished_sft_run(train):
 
 
 def test_resume_continues_the_same_run_from_its_checkpoint(isolated):
-    from transformers import TrainerCallback
-
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt  # like a killed job, after the step-2 checkpoint
-
     recipe = load_recipe("legal", isolated["overrides"] + FAST + ["train.max_steps=4", "train.save_steps=2",
                                                                   "train.eval_steps=100"])
-    first = build(recipe)
-    first.trainer.add_callback(Crash())
-    with pytest.raises(KeyboardInterrupt):
-        first.train()
-    first.close()
+    first = killed_after(recipe, step=3)  # like a killed job, after the step-2 checkpoint
     assert (first.output_dir / "checkpoint-2").is_dir() and not (first.output_dir / "final").exists()
     second = build(recipe, resume=True)
     assert second.tracker.run_id == first.tracker.run_id and second.resume_from.endswith("checkpoint-2")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from support import FAST, history
+from support import FAST, history, killed_after
 
 from workbench import mtp
 from workbench.config import load_recipe
@@ -116,22 +116,11 @@ def test_mtp_recipes_that_cannot_work_stop_in_preflight(overrides, message):
 
 
 def test_an_mtp_run_killed_after_a_checkpoint_resumes_with_its_trained_mtp_layer(isolated):
-    from transformers import TrainerCallback
-
     from workbench.run import build
-
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:
-                raise KeyboardInterrupt
 
     recipe = load_recipe("legal-mtp", FAST + isolated["overrides"] + [
         "train.max_steps=4", "train.save_steps=2", "mtp.speculative_prompts=0", "moe.telemetry=false"])
-    first = build(recipe)
-    first.trainer.add_callback(Crash())
-    with pytest.raises(KeyboardInterrupt):
-        first.train()
-    first.close()
+    killed_after(recipe, step=3)  # after its step-2 checkpoint
     saved = _mtp_tensors(isolated["tmp"] / "out" / "checkpoint-2")
     second = build(recipe, resume=True)
     loaded = {}
