@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--gpus", type=int, default=1, help="GPUs per node")
     estimate.add_argument("--nodes", type=int, default=1)
     estimate.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="memory of one GPU")
+    estimate.add_argument("--expert-parallel", type=int, default=None, metavar="N",
+                          help="routed experts split over N GPUs (AutoEP, ZeRO-2); default: the recipe's train.expert_parallel")
     estimate.add_argument("--json", action="store_true", help="print the numbers as JSON")
     contamination = sub.add_parser("contamination", help="eval rows that share an n-gram with training files "
                                    "(exit 1 if any)")
@@ -222,7 +224,8 @@ def cmd_estimate(args) -> int:
         if value <= 0:
             raise WorkbenchError(f"estimate: {flag} must be > 0, got {value:g}")
     recipe = load_recipe(args.recipe, args.overrides)
-    result = estimate(recipe, gpus_per_node=args.gpus, nodes=args.nodes, gpu_memory_gib=args.gpu_memory)
+    result = estimate(recipe, gpus_per_node=args.gpus, nodes=args.nodes, gpu_memory_gib=args.gpu_memory,
+                      expert_parallel=args.expert_parallel)
     print(json.dumps(result, indent=2) if args.json else render(result, recipe))
     return 0
 

@@ -194,6 +194,7 @@ class TrainConfig(Section):
     seed: Seed = 42
     num_threads: PosInt | None = None
     deepspeed: OptText = None  # zero2 | zero3 | zero3_offload (recipes/deepspeed/) or a JSON path
+    expert_parallel: PosInt = 1  # N > 1: routed experts split over N processes (DeepSpeed AutoEP, with zero2)
     output_dir: OptText = None  # default runs/<recipe>/<run-name>
     stages: tuple[StageConfig, ...] = ()  # phases that each train some parameter groups (workbench.stages)
 
@@ -277,6 +278,9 @@ def _deepspeed(r: Recipe):
         from workbench.distributed import recipe_problem
 
         return recipe_problem(r)
+    if r.train.expert_parallel > 1:
+        return (f"train.expert_parallel: {r.train.expert_parallel} runs through DeepSpeed's AutoEP: set "
+                "train.deepspeed: zero2 and launch a multiple of that many processes (make finetune ... GPUS=N)")
 
 
 def _distill(r: Recipe):

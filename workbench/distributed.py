@@ -117,6 +117,9 @@ def check_consistency(recipe, config: dict, world: int, label: str | None) -> No
         if not _same(have, want):
             raise WorkbenchError(f"{where}train.deepspeed: {key} is {have} in {config_path(recipe.train.deepspeed).name} "
                                  f"but {source} gives {want}; set it to \"auto\" or make them agree")
+    if _get(config, "expert_parallel") is not None:
+        raise WorkbenchError(f"{where}train.deepspeed: remove the 'expert_parallel' section; set train.expert_parallel: N "
+                             "in the recipe (the workbench fills in AutoEP's settings for the model)")
     if _get(config, "scheduler") is not None:
         raise WorkbenchError(f"{where}train.deepspeed: remove the 'scheduler' section; the schedule comes from "
                              "train.lr_scheduler and train.warmup_ratio")
@@ -138,6 +141,8 @@ def recipe_problem(recipe) -> str | None:
         check_consistency(recipe, config, world_size(), label=None)
     except WorkbenchError as exc:
         return str(exc)
+    if recipe.train.expert_parallel > 1:
+        return expert_parallel_problem(recipe, zero_stage(config))
     if zero_stage(config) != 3:
         return None
     if recipe.model.quantize != "none":
@@ -154,7 +159,47 @@ def recipe_problem(recipe) -> str | None:
     return None
 
 
-def resolved_config(recipe, hidden_size: int | None = None, world: int | None = None) -> dict:
+def expert_parallel_problem(recipe, stage: int) -> str | None:
+    """What `train.expert_parallel: N` (DeepSpeed AutoEP) cannot be combined with, as `dotted.key: why`, or None."""
+    n = recipe.train.expert_parallel
+    key = f"train.expert_parallel: {n}"
+    if stage == 3:
+        return (f"{key} needs ZeRO stage 1 or 2: DeepSpeed cannot save AutoEP experts out of ZeRO-3 partitions (and "
+                "experts split over processes are what ZeRO-3 would otherwise gather); use train.deepspeed: zero2")
+    if stage == 0:
+        return (f"{key} needs ZeRO stage 1 or 2 (DeepSpeed's stage-0 optimizers refuse AutoEP models whose experts "
+                "are frozen); use train.deepspeed: zero2")
+    if recipe.model.quantize != "none":
+        return f"{key} repacks the routed experts into grouped tensors, which 4/8-bit weights cannot be; use model.quantize: none"
+    if recipe.model.trust_remote_code:
+        return f"{key} needs transformers' own DeepSeek MoE blocks (AutoEP's preset); set model.trust_remote_code: false"
+    if recipe.peft.type != "none" and "routed_experts" in recipe.peft.target_modules:
+        return (f"{key}: LoRA on the routed experts is not supported under expert parallelism (AutoEP repacks the "
+                "expert weights); adapt attention and shared experts, or train the experts fully (peft.type: none)")
+    if recipe.method.name == "grpo":
+        return f"{key}: GRPO's rollouts and routing replay run on transformers' MoE blocks; drop train.expert_parallel"
+    balances = {recipe.moe.balance, *(stage.balance for stage in recipe.train.stages)}
+    if "seq_aux" in balances:
+        return (f"{key}: the sequence-wise balance loss reads transformers' router outputs, which AutoEP replaces; "
+                "use moe.balance: aux_free or none")
+    if recipe.mtp.enabled:
+        return f"{key}: the MTP layer is trained on transformers' MoE block; drop mtp.enabled or train.expert_parallel"
+    return None
+
+
+def autoep_section(recipe, model_type: str | None) -> dict:
+    """DeepSpeed's `expert_parallel` section for the recipe's model (AutoEP's DeepSeek preset, found under PEFT too)."""
+    preset = {"deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2"}.get(model_type or "")
+    if preset is None:
+        raise WorkbenchError(f"train.expert_parallel: AutoEP's presets here cover DeepSeek-V2/V3 MoE models; this model "
+                             f"is '{model_type or 'unknown'}': drop train.expert_parallel")
+    return {"enabled": True, "autoep_size": recipe.train.expert_parallel, "preset_model": preset,
+            # a PEFT wrapper puts the blocks under base_model.model.: the preset's pattern, with any prefix
+            "moe_layer_pattern": r"(?:.+\.)?model\.layers\.\d+\.mlp"}
+
+
+def resolved_config(recipe, hidden_size: int | None = None, world: int | None = None,
+                    model_type: str | None = None) -> dict:
     """The recipe's DeepSpeed config with every value the recipe decides filled in (no "auto" left there).
 
     Bucket sizes that depend on the model's width follow transformers' own rules (hidden^2 etc.), so the
@@ -176,6 +221,8 @@ def resolved_config(recipe, hidden_size: int | None = None, world: int | None = 
         for key, value in sizes.items():
             if zero.get(key) == "auto" or (key.startswith("stage3") and zero_stage(config) == 3 and key not in zero):
                 zero[key] = value
+    if recipe.train.expert_parallel > 1:
+        config["expert_parallel"] = autoep_section(recipe, model_type)
     return config
 
 

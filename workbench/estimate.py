@@ -84,6 +84,8 @@ class Counts:
     trainable: int
     largest_layer: int  # the most parameters one module holds directly (ZeRO-3 gathers it whole)
     lora: dict[str, int]
+    routed: int = 0  # routed-expert weights (what expert parallelism splits)
+    trainable_routed: int = 0
 
 
 def count(model, recipe) -> Counts:
@@ -100,9 +102,11 @@ def count(model, recipe) -> Counts:
 
         model, lora = wrap(model, recipe.peft)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        trainable_routed = sum(p.numel() for n, p in model.named_parameters() if ".mlp.experts." in n and p.requires_grad)
     else:
-        trainable = total
-    return Counts(total=total, active=active, trainable=trainable, largest_layer=largest, lora=lora)
+        trainable, trainable_routed = total, routed
+    return Counts(total=total, active=active, trainable=trainable, largest_layer=largest, lora=lora, routed=routed,
+                  trainable_routed=trainable_routed)
 
 
 @dataclass
@@ -147,6 +151,31 @@ def model_states(n: int, t: int, largest: int, stage: int, offload_opt: bool, of
     return gpu, host
 
 
+def expert_parallel_states(counts: Counts, ep: int, n_experts: int, gpus_per_node: int, nodes: int,
+                           load_bytes: int = 2) -> tuple[dict, dict]:
+    """(per GPU, per host) bytes under ZeRO-2 with the routed experts split over `ep` GPUs (DeepSpeed AutoEP).
+
+    Dense and shared weights are whole on every GPU; each holds ep-th of the routed experts. ZeRO-2 partitions
+    the non-expert gradients and optimizer state over all GPUs, and each expert slice's over the gpus/ep GPUs
+    that hold the same slice, which is the same 18 bytes per trainable parameter / GPUs either way.
+    """
+    gpus = gpus_per_node * nodes
+    dense = counts.total - counts.routed
+    gpu = {"weights (16-bit), dense + shared": 2 * dense,
+           f"routed expert weights (16-bit), {n_experts // ep} of {n_experts} per layer": 2 * counts.routed / ep,
+           "gradients + optimizer state, partition": 18 * counts.trainable / gpus}
+    # from_pretrained reads the whole checkpoint in every process; AutoEP keeps 1/ep of the experts afterwards
+    host = {"loading (each process reads the whole model)": load_bytes * counts.total * gpus_per_node}
+    return gpu, host
+
+
+def all_to_all_bytes(config, batch: int, seq: int) -> float:
+    """One MoE layer's dispatch and combine buffers on a GPU: tokens x top-k rows of the hidden size, 16-bit,
+    sent and received each way (the expert outputs come back the same size)."""
+    top_k = getattr(config, "num_experts_per_tok", 1) or 1
+    return 4 * batch * seq * top_k * config.hidden_size * 2
+
+
 def deepspeed_estimate(n: int, largest: int, stage: int, offload_opt: bool, offload_param: bool,
                        gpus_per_node: int, nodes: int) -> tuple[float, float]:
     """DeepSpeed's own estimator (every parameter trainable, zero.Init on): (per GPU, per host) bytes."""
@@ -172,29 +201,57 @@ def activations(config, batch: int, seq: int, checkpointing: bool) -> float:
     return kept + working + logits
 
 
-def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: float = 80.0) -> dict:
+def _check_expert_parallel(ep: int, n_experts: int | None, gpus: int) -> None:
+    if ep < 1:
+        raise WorkbenchError(f"estimate: --expert-parallel must be >= 1, got {ep}")
+    if ep > 1 and not n_experts:
+        raise WorkbenchError("estimate: --expert-parallel: this model has no routed experts to split")
+    if ep > 1 and n_experts % ep:
+        raise WorkbenchError(f"estimate: --expert-parallel {ep} does not divide the {n_experts} routed experts per layer")
+    if ep > 1 and gpus % ep:
+        raise WorkbenchError(f"estimate: --expert-parallel {ep} does not divide the job's {gpus} GPUs")
+
+
+def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: float = 80.0,
+             expert_parallel: int | None = None) -> dict:
+    """`expert_parallel`: None takes the recipe's train.expert_parallel; N > 1 estimates ZeRO-2 with the routed experts
+    split over N GPUs (AutoEP), whatever ZeRO stage the recipe names (what ZeRO-3 would gather is kept beside it)."""
     from workbench import distributed
     from workbench.methods.common import uses_gpu
 
     config = architecture(recipe.model)
     counts = count(meta_model(config), recipe)
+    ep = recipe.train.expert_parallel if expert_parallel is None else expert_parallel
+    n_experts = getattr(config, "n_routed_experts", None)
+    _check_expert_parallel(ep, n_experts, gpus_per_node * nodes)
     stage, offload_opt, offload_param = 0, False, False
     if recipe.train.deepspeed:
         ds = distributed.load_config(recipe.train.deepspeed)
         stage, (offload_opt, offload_param) = distributed.zero_stage(ds), distributed.offloads(ds)
-    gpu, host = model_states(counts.total, counts.trainable, counts.largest_layer, stage, offload_opt, offload_param,
-                             gpus_per_node, nodes)
+    recipe_stage = stage
+    if ep > 1:
+        stage, offload_opt, offload_param = 2, False, False
+        load_bytes = 4 if recipe.model.dtype == "float32" else 2  # "auto": the checkpoint's own, 16-bit for these models
+        gpu, host = expert_parallel_states(counts, ep, n_experts, gpus_per_node, nodes, load_bytes)
+    else:
+        gpu, host = model_states(counts.total, counts.trainable, counts.largest_layer, stage, offload_opt, offload_param,
+                                 gpus_per_node, nodes)
     checkpointing = recipe.train.gradient_checkpointing if recipe.train.gradient_checkpointing is not None else True
     gpu["activations (rough)"] = activations(config, recipe.train.batch_size, recipe.train.max_length, checkpointing)
+    if ep > 1:
+        gpu["all-to-all buffers, one MoE layer (rough)"] = all_to_all_bytes(config, recipe.train.batch_size,
+                                                                            recipe.train.max_length)
     ds_gpu = ds_host = None
-    if stage >= 2:  # DeepSpeed's estimators cover ZeRO-2 and ZeRO-3
+    if stage >= 2 and ep == 1:  # DeepSpeed's estimators cover ZeRO-2 and ZeRO-3, without expert parallelism
         ds_gpu, ds_host = deepspeed_estimate(counts.total, counts.largest_layer, stage, offload_opt, offload_param,
                                              gpus_per_node, nodes)
     needed = sum(gpu.values())
     return {
         "model": recipe.model.architecture or recipe.model.name,
         "fp8_checkpoint": is_fp8(config),
-        "gpus_per_node": gpus_per_node, "nodes": nodes, "zero_stage": stage,
+        "gpus_per_node": gpus_per_node, "nodes": nodes, "zero_stage": stage, "recipe_zero_stage": recipe_stage,
+        "expert_parallel": ep, "routed_experts": n_experts, "params_routed": counts.routed,
+        "zero3_gathers": 4 * counts.largest_layer,  # the largest layer, 16-bit, gathered whole (twice: prefetch)
         "offload_optimizer": offload_opt, "offload_params": offload_param,
         "params_total": counts.total, "params_active": counts.active, "params_trainable": counts.trainable,
         "largest_layer_params": counts.largest_layer, "lora_adapters": counts.lora,
@@ -216,8 +273,10 @@ def _p(n: int) -> str:
 
 
 def render(result: dict, recipe) -> str:
-    stage = result["zero_stage"]
+    stage, ep = result["zero_stage"], result["expert_parallel"]
     setup = f"ZeRO-{stage}" if stage else "no DeepSpeed"
+    if ep > 1:
+        setup += f" + expert parallelism {ep} (AutoEP)"
     if result["offload_optimizer"] or result["offload_params"]:
         what = [w for w, on in (("optimizer", result["offload_optimizer"]), ("parameters", result["offload_params"])) if on]
         setup += f", {' and '.join(what)} offloaded to CPU"
@@ -230,14 +289,20 @@ def render(result: dict, recipe) -> str:
     if result["lora_adapters"]:
         lines.append("  LoRA        " + ", ".join(f"{k} {v}" for k, v in result["lora_adapters"].items()))
     lines.append("  per GPU")
-    lines += [f"    {k:<42} {_b(v):>12}" for k, v in result["per_gpu"].items()]
-    lines.append(f"    {'total':<42} {_b(result['per_gpu_total']):>12}")
+    lines += [f"    {k:<52} {_b(v):>12}" for k, v in result["per_gpu"].items()]
+    lines.append(f"    {'total':<52} {_b(result['per_gpu_total']):>12}")
     lines.append("  per host (CPU memory)")
-    lines += [f"    {k:<42} {_b(v):>12}" for k, v in result["per_host"].items()] or ["    (nothing beyond the process)"]
-    lines.append(f"    {'total':<42} {_b(result['per_host_total']):>12}")
+    lines += [f"    {k:<52} {_b(v):>12}" for k, v in result["per_host"].items()] or ["    (nothing beyond the process)"]
+    lines.append(f"    {'total':<52} {_b(result['per_host_total']):>12}")
     if result["deepspeed_per_gpu"] is not None:
         lines.append(f"  DeepSpeed's estimator (all parameters trainable): {_b(result['deepspeed_per_gpu'])} per GPU, "
                      f"{_b(result['deepspeed_per_host'])} per host for model states")
+    if ep > 1:
+        lines.append(f"  expert parallelism: {ep} GPUs share each layer's {result['routed_experts']} routed experts "
+                     f"({_p(result['params_routed'])} routed parameters in all); nothing is gathered, where ZeRO-3 would "
+                     f"gather its largest layer ({_b(result['zero3_gathers'])} per GPU)")
+        if result["recipe_zero_stage"] == 3:
+            lines.append("  note: the recipe names ZeRO-3; expert parallelism runs with ZeRO-2 (set train.deepspeed: zero2)")
     verdict = "fits" if result["fits"] else "does NOT fit"
     lines.append(f"  => {verdict} in {_b(result['gpu_memory'])} per GPU "
                  f"(needs {_b(result['per_gpu_total'])}, activations are a rough upper bound)")

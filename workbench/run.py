@@ -204,6 +204,10 @@ def build(recipe, resume: bool = False) -> Run:
         if ds_config:
             track.mlflow.log_dict(ds_config, "deepspeed_config.json")
             track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
+            if "expert_parallel" in ds_config:
+                n, experts = recipe.train.expert_parallel, getattr(checked.model_config, "n_routed_experts", 0)
+                track.mlflow.set_tag("expert_parallel", f"{n} (AutoEP: {experts // n} of {experts} routed experts "
+                                                        "per process)")
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
         # a full fine-tune from a LoRA run keeps that run's MTP layer (its adapters merged) in memory, frozen: on
         # disk it exists only as base + adapter, so it could not be copied over afterwards
@@ -319,7 +323,11 @@ def _deepspeed_config(recipe, checked):
     from workbench import distributed as dist
 
     hidden = getattr(checked.model_config, "hidden_size", None)
-    config = dist.resolved_config(recipe, hidden_size=hidden)
+    config = dist.resolved_config(recipe, hidden_size=hidden, model_type=getattr(checked.model_config, "model_type", None))
+    if recipe.train.expert_parallel > 1:
+        from workbench.moe.expert_parallel import check_model
+
+        check_model(recipe, checked.model_config)
     dist.validate(config)
     keepalive = None
     if dist.zero_stage(config) == 3 and hidden is None:
@@ -384,6 +392,10 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config, **extra)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])
+    if recipe.train.expert_parallel > 1:  # AutoEP swaps the MoE blocks when the trainer starts DeepSpeed
+        from workbench.moe.expert_parallel import ExpertParallelCallback
+
+        trainer.add_callback(ExpertParallelCallback(trainer.model, moe, selection if recipe.peft.type == "none" else None))
     if hasattr(trainer, "raw_metrics"):  # grpo: routing agreement, under its own `moe/...` names
         trainer.raw_metrics = lambda metrics, step: track.log_metrics(metrics, step=step, raw=True)
     if recipe.train.stages:

@@ -74,6 +74,10 @@ def describe(run) -> dict[str, str]:
                            + f"; {m.generations} completions of up to {m.max_new_tokens} tokens per prompt, "
                            + ("GSPO (sequence ratios)" if m.importance_sampling == "sequence" else "GRPO (token ratios)")
                            + f", routing replay {recipe.moe.routing_replay}")
+    if recipe.train.expert_parallel > 1 and experts:
+        n = recipe.train.expert_parallel
+        rows["experts"] = (f"split over {n} processes (DeepSpeed AutoEP): {experts // n} of {experts} routed experts "
+                           "per layer in each")
     if recipe.train.stages:
         rows["stages"] = ", ".join(f"{s.name} {s.share:g}" for s in recipe.train.stages) + " (share of the steps)"
     if console.log_path():

@@ -64,3 +64,31 @@ def test_bad_gpu_count_is_a_one_line_error():
 def test_recipe_loads_for_estimate_without_weights():
     recipe = load_recipe("deepseek-v3-legal")
     assert recipe.model.architecture == "deepseek-ai/DeepSeek-V3"
+
+
+def test_expert_parallel_splits_only_the_routed_experts():
+    """deepseek-v3-legal on 4 x 8 GPUs: each GPU holds 1/N of the 653.9B routed weights, the rest whole; ZeRO-3's
+    gathered layer is gone. The recipe's own key (deepseek-v3-legal-ep: 32) gives the same as the flag."""
+    ep8 = _estimate("deepseek-v3-legal", "--gpus", "8", "--nodes", "4", "--expert-parallel", "8")
+    ep32 = _estimate("deepseek-v3-legal-ep", "--gpus", "8", "--nodes", "4")
+    assert ep32["expert_parallel"] == 32 and ep8["expert_parallel"] == 8
+    assert ep8["zero_stage"] == ep32["zero_stage"] == 2 and ep8["recipe_zero_stage"] == 3
+    routed, total = ep8["params_routed"], ep8["params_total"]
+    assert 650e9 < routed < total
+    for result, n in ((ep8, 8), (ep32, 32)):
+        gpu = result["per_gpu"]
+        assert gpu[f"routed expert weights (16-bit), {256 // n} of 256 per layer"] == 2 * routed / n
+        assert gpu["weights (16-bit), dense + shared"] == 2 * (total - routed)
+        assert "largest layer, gathered" not in gpu
+        assert result["zero3_gathers"] == 4 * result["largest_layer_params"]
+    assert ep8["fits"] is False and ep32["fits"] is True  # 191.7 GiB against 77.5 GiB per GPU of 80
+    assert ep8["per_gpu_total"] - ep32["per_gpu_total"] == pytest.approx(2 * routed * (1 / 8 - 1 / 32))
+
+
+@pytest.mark.parametrize("flag, expected", [("3", "does not divide the 256 routed experts"),
+                                            ("64", "does not divide the job's 32 GPUs"),
+                                            ("0", "--expert-parallel must be >= 1")])
+def test_bad_expert_parallel_sizes_are_one_line_errors(flag, expected):
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "estimate", "deepseek-v3-legal", "--gpus", "8",
+                          "--nodes", "4", "--expert-parallel", flag], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr

@@ -8,22 +8,29 @@ from workbench.estimate import architecture, meta_model
 from workbench.lora import wrap
 from workbench.moe.targets import expected_counts, resolve_targets
 
-REAL = {
-    "deepseek-v2-lite-legal": ("deepseek_v2", 2048),
-    "moonlight-legal": ("deepseek_v3", 2048),
-    "deepseek-v3-legal": ("deepseek_v3", 7168),
+REAL = {  # model type, hidden size, GPUs
+    "deepseek-v2-lite-legal": ("deepseek_v2", 2048, 8),
+    "moonlight-legal": ("deepseek_v3", 2048, 8),
+    "moonlight-legal-ep": ("deepseek_v3", 2048, 8),
+    "deepseek-v3-legal": ("deepseek_v3", 7168, 8),
+    "deepseek-v3-legal-ep": ("deepseek_v3", 7168, 32),
 }
 
 
 @pytest.mark.parametrize("name", REAL)
 def test_real_recipe_validates_without_weights(name):
     recipe = load_recipe(name)
-    model_type, hidden = REAL[name]
+    model_type, hidden, gpus = REAL[name]
     assert recipe.train.deepspeed and recipe.train.precision == "bf16" and recipe.peft.type == "lora"
 
-    config = distributed.resolved_config(recipe, hidden_size=hidden, world=8)
+    config = distributed.resolved_config(recipe, hidden_size=hidden, world=gpus, model_type=model_type)
     distributed.validate(config)  # DeepSpeed's own parser
     assert config["bf16"]["enabled"] is True
+    if recipe.train.expert_parallel > 1:
+        assert config["zero_optimization"]["stage"] == 2
+        assert config["expert_parallel"]["autoep_size"] == recipe.train.expert_parallel
+        assert config["expert_parallel"]["preset_model"] == model_type
+        assert "routed_experts" not in recipe.peft.target_modules and gpus % recipe.train.expert_parallel == 0
 
     arch = architecture(recipe.model)
     assert arch.model_type == model_type and arch.hidden_size == hidden

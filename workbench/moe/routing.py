@@ -30,7 +30,16 @@ def find_routers(model) -> list[tuple[int, torch.nn.Module]]:
         if hasattr(module, "e_score_correction_bias") and hasattr(module, "top_k") and hasattr(module, "weight"):
             layer = next(int(p) for p in reversed(name.split(".")) if p.isdigit())
             routers.append((layer, module))
+        elif is_autoep_router(module):
+            layer = next(int(p) for p in reversed(name.split(".")) if p.isdigit())
+            routers.append((layer, module))
     return sorted(routers, key=lambda item: item[0])
+
+
+def is_autoep_router(module) -> bool:
+    """DeepSpeed AutoEP's router (expert parallelism): a `gate` linear plus the copied correction bias."""
+    return (type(module).__name__ == "TokenChoiceTopKRouter" and hasattr(module, "gate")
+            and getattr(module, "e_score_correction_bias", None) is not None)
 
 
 def find_decoders(model) -> list[torch.nn.Module]:
@@ -183,16 +192,47 @@ class RoutingRecorder:
             self.handles.append(decoder.register_forward_pre_hook(self.forward_tokens.capture, with_kwargs=True))
             self.handles.append(decoder.register_forward_hook(self.forward_tokens.release, with_kwargs=True,
                                                               always_call=True))
-        self.handles += [router.register_forward_hook(self._hook(i)) for i, (_, router) in enumerate(self.routers)]
+        self.router_handles = []
+        self._hook_routers()
+
+    def _hook_routers(self) -> None:
+        for handle in self.router_handles:
+            handle.remove()
+        self.router_handles = []
+        for i, (_, router) in enumerate(self.routers):
+            if is_autoep_router(router):  # its outputs are (weights, experts, counts); the logits come from its gate
+                stash = {}
+                self.router_handles.append(router.gate.register_forward_hook(
+                    lambda module, args, output, stash=stash: stash.update(logits=output)))
+                self.router_handles.append(router.register_forward_hook(self._hook(i, stash)))
+            else:
+                self.router_handles.append(router.register_forward_hook(self._hook(i)))
+
+    def rebind(self, model) -> int:
+        """Follow routers that replaced the hooked ones (DeepSpeed AutoEP swaps the MoE blocks at initialize);
+        returns how many changed. The buckets keep counting across the swap: the layers are the same."""
+        routers = find_routers(model)
+        if [layer for layer, _ in routers] != self.layers:
+            raise ValueError(f"routers of layers {[layer for layer, _ in routers]} replaced those of {self.layers}")
+        changed = sum(new is not old for (_, new), (_, old) in zip(routers, self.routers))
+        if changed:
+            for _, router in routers:  # the bias stays fp32 whatever the engine's dtype
+                router.e_score_correction_bias.data = router.e_score_correction_bias.data.float()
+            self.routers = routers
+            self._hook_routers()
+        return changed
 
     def _new_bucket(self) -> Bucket:
         return Bucket(len(self.routers), self.n_experts, self.routers[0][1].e_score_correction_bias.device)
 
-    def _hook(self, index: int):
+    def _hook(self, index: int, stash: dict | None = None):
         def hook(module, args, output):
             if torch._C._current_graph_task_id() != -1:
                 return  # a gradient-checkpointing recompute inside backward: already counted
-            router_logits, topk_weights, topk_indices = output  # (tokens, E), (tokens, K), (tokens, K)
+            if stash is None:
+                router_logits, topk_weights, topk_indices = output  # (tokens, E), (tokens, K), (tokens, K)
+            else:  # AutoEP: (weights, experts, counts), the gate's logits kept by its own hook
+                (topk_weights, topk_indices, _), router_logits = output, stash.pop("logits")
             training = module.training and torch.is_grad_enabled()
             if module.training and not training:
                 return  # a no-grad pass in training mode, such as DPO's reference model
@@ -214,7 +254,7 @@ class RoutingRecorder:
         return bucket
 
     def remove(self):
-        for handle in self.handles:
+        for handle in self.handles + self.router_handles:
             handle.remove()
 
 

@@ -1,0 +1,84 @@
+"""Expert parallelism's set-up checks and DeepSpeed section, without starting DeepSpeed (the runs themselves are in
+tests/scale/test_expert_parallel_cpu.py)."""
+
+import json
+
+import pytest
+
+from workbench import distributed
+from workbench.config import load_recipe
+from workbench.errors import WorkbenchError
+from workbench.moe.expert_parallel import check_model
+
+
+class _Config:
+    model_type = "deepseek_v3"
+
+    def __init__(self, experts):
+        self.n_routed_experts = experts
+
+
+def _recipe(*overrides):
+    return load_recipe("legal", ["train.deepspeed=zero2", *overrides])
+
+
+def test_the_resolved_config_carries_autoep_with_the_models_preset():
+    recipe = _recipe("train.expert_parallel=2")
+    config = distributed.resolved_config(recipe, hidden_size=256, world=2, model_type="deepseek_v3")
+    assert config["expert_parallel"]["enabled"] is True
+    assert config["expert_parallel"]["autoep_size"] == 2 and config["expert_parallel"]["preset_model"] == "deepseek_v3"
+    assert config["zero_optimization"]["stage"] == 2
+    v2 = distributed.resolved_config(recipe, hidden_size=256, world=2, model_type="deepseek_v2")
+    assert v2["expert_parallel"]["preset_model"] == "deepseek_v2"
+    assert "expert_parallel" not in distributed.resolved_config(_recipe(), hidden_size=256, world=2)
+
+
+def test_the_layer_pattern_finds_blocks_inside_a_peft_wrapper():
+    import re
+
+    pattern = re.compile(distributed.autoep_section(_recipe("train.expert_parallel=2"), "deepseek_v3")["moe_layer_pattern"])
+    assert pattern.fullmatch("model.layers.3.mlp") and pattern.fullmatch("base_model.model.model.layers.3.mlp")
+    assert not pattern.fullmatch("model.layers.3.mlp.experts") and not pattern.fullmatch("model.layers.3.self_attn")
+
+
+def test_a_model_without_an_autoep_preset_is_refused_by_name():
+    with pytest.raises(WorkbenchError, match="this model is 'mixtral'"):
+        distributed.resolved_config(_recipe("train.expert_parallel=2"), hidden_size=256, world=2, model_type="mixtral")
+
+
+@pytest.mark.parametrize("world, experts, n, expected", [
+    ("3", 8, 2, "needs a multiple of 2 processes; it has 3"),
+    ("1", 8, 2, "needs a multiple of 2 processes; it has 1"),
+    ("6", 8, 3, "8 routed experts per layer cannot be split evenly over 3 processes; use one of 2, 4, 8"),
+    ("2", None, 2, "has no routed experts to split"),
+])
+def test_the_job_and_the_model_must_split_evenly(monkeypatch, world, experts, n, expected):
+    monkeypatch.setenv("WORLD_SIZE", world)
+    with pytest.raises(WorkbenchError, match="train.expert_parallel") as err:
+        check_model(_recipe(f"train.expert_parallel={n}"), _Config(experts))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_even_split_passes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    check_model(_recipe("train.expert_parallel=4"), _Config(8))
+
+
+@pytest.mark.parametrize("stage, expected", [(0, "needs ZeRO stage 1 or 2 (DeepSpeed's stage-0"), (3, "out of ZeRO-3")])
+def test_a_json_config_of_the_wrong_stage_is_refused(tmp_path, stage, expected):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": stage}}))
+    with pytest.raises(WorkbenchError, match="train.expert_parallel: 2 needs ZeRO stage"):
+        try:
+            load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])
+        except WorkbenchError as exc:
+            assert expected in str(exc)
+            raise
+
+
+def test_a_json_config_with_its_own_autoep_section_is_refused(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 2},
+                                "expert_parallel": {"enabled": True, "autoep_size": 4}}))
+    with pytest.raises(WorkbenchError, match="remove the 'expert_parallel' section; set train.expert_parallel: N"):
+        load_recipe("legal", [f"train.deepspeed={path}"])

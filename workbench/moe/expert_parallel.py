@@ -1,0 +1,176 @@
+"""Expert parallelism through DeepSpeed AutoEP: the routed experts split over N processes, everything else as before.
+
+    train:
+      deepspeed: zero2
+      expert_parallel: 8        # each process holds 1/8 of every MoE layer's routed experts
+
+`workbench.distributed.autoep_section` writes DeepSpeed's `expert_parallel` section (AutoEP's DeepSeek preset).
+At `deepspeed.initialize()` AutoEP swaps every MoE block (`model.layers.L.mlp`) for an `AutoEPMoELayer`: the same
+router weights and correction bias, this process's slice of the experts as grouped tensors, the shared experts as
+they were (LoRA adapters on them included), and an all-to-all that sends each token to the process holding its
+experts. `ExpertParallelCallback` keeps the workbench's MoE features on the swapped blocks:
+
+- on_train_begin: routing telemetry and aux-free balancing follow AutoEP's routers. The loads are still summed over
+  every process before the bias moves, so the bias takes the same steps as in a run without expert parallelism.
+  Full ESFT's gradient masks are re-applied to the slices of the selected experts this process holds.
+- on_train_end: the blocks go back to transformers' layout, experts gathered from the expert-parallel group, so the
+  final save, the export reference, the expert patch and `workbench export` see a plain transformers model.
+"""
+
+import re
+
+import torch
+from transformers import TrainerCallback
+
+from workbench.errors import WorkbenchError
+
+
+def check_model(recipe, model_config) -> None:
+    """At start-up, before a run opens: the job's size and the model's routed experts must split into N parts."""
+    from workbench.distributed import world_size
+
+    n, world = recipe.train.expert_parallel, world_size()
+    if world % n:
+        raise WorkbenchError(f"train.expert_parallel: {n} splits the routed experts over {n} processes, so the job "
+                             f"needs a multiple of {n} processes; it has {world} (launch with make finetune ... GPUS={n})")
+    experts = getattr(model_config, "n_routed_experts", None)
+    if not experts:
+        raise WorkbenchError(f"train.expert_parallel: {recipe.model.name} has no routed experts to split; "
+                             "drop train.expert_parallel")
+    if experts % n:
+        divisors = [d for d in range(2, experts + 1) if experts % d == 0]
+        raise WorkbenchError(f"train.expert_parallel: {experts} routed experts per layer cannot be split evenly over "
+                             f"{n} processes; use one of {', '.join(map(str, divisors))}")
+
+
+def allow_frozen_experts() -> None:
+    """Let ZeRO-1/2 build its optimizer when every routed expert is frozen (LoRA on attention and shared experts).
+
+    DeepSpeed 0.19.8's ZeRO optimizer asserts that a model with AutoEP layers has an optimizer group of expert
+    weights. A LoRA run trains none, and an empty group crashes the same constructor, so the check is skipped
+    for exactly that case: no group needs the expert-parallel gradient path, every group takes the plain one.
+    """
+    from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+
+    original = DeepSpeedZeroOptimizer._configure_moe_settings
+    if getattr(original, "workbench_frozen_experts", False):
+        return
+
+    def configure(self):
+        if any(self.is_moe_group(group) for group in self.optimizer.param_groups):
+            return original(self)
+        self.is_moe_param_group = [False] * len(self.optimizer.param_groups)
+
+    configure.workbench_frozen_experts = True
+    DeepSpeedZeroOptimizer._configure_moe_settings = configure
+
+
+def autoep_layers(model) -> list[tuple[int, str, torch.nn.Module]]:
+    """(layer index, module name, AutoEPMoELayer) for every block AutoEP replaced."""
+    found = []
+    for name, module in model.named_modules():
+        if getattr(module, "_is_autoep_layer", False):
+            layer = int(re.findall(r"layers\.(\d+)\.", name + ".")[-1])
+            found.append((layer, name, module))
+    return found
+
+
+def _gathered(param: torch.Tensor, layer) -> torch.Tensor:
+    """All of a layer's experts from each process's slice (dim 0), in expert order."""
+    local = param.detach().contiguous()
+    group = layer.ep_group
+    size = torch.distributed.get_world_size(group) if layer.ep_size > 1 else 1
+    if size == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(size)]
+    torch.distributed.all_gather(parts, local, group=group)
+    return torch.cat(parts, 0)
+
+
+def restore_hf_layout(model, block_class, config) -> int:
+    """Put transformers' MoE blocks back where AutoEP's are (collective: every process of the job calls it).
+
+    The router's weight and correction bias, all routed experts (w1 = gate, w3 = up, w2 = down, gathered) and the
+    very same shared-expert module move into a new `block_class(config)`; trainability is kept per tensor.
+    Returns the number of blocks restored.
+    """
+    restored = 0
+    for _, name, layer in autoep_layers(model):
+        w1, w2, w3 = (_gathered(p, layer) for p in (layer.experts.w1, layer.experts.w2, layer.experts.w3))
+        router = layer.router
+        with torch.device("meta"):
+            block = block_class(config)
+        block.to_empty(device=router.gate.weight.device)
+        experts = block.experts
+        if not (hasattr(experts, "gate_up_proj") and hasattr(experts, "down_proj")):
+            raise WorkbenchError(f"train.expert_parallel: {type(experts).__name__} does not keep fused gate_up_proj / "
+                                 "down_proj tensors; the trained experts cannot be put back in transformers' layout")
+        n_experts, inner, hidden = w1.shape
+        with torch.no_grad():
+            gate_up = torch.cat([w1, w3], 1)  # (E, 2 x inner, hidden): gate rows, then up rows
+            if tuple(experts.gate_up_proj.shape) == (n_experts, hidden, 2 * inner):
+                gate_up = gate_up.transpose(1, 2)
+            down = w2 if tuple(experts.down_proj.shape) == (n_experts, hidden, inner) else w2.transpose(1, 2)
+            for target, value in ((experts.gate_up_proj, gate_up), (experts.down_proj, down),
+                                  (block.gate.weight, router.gate.weight)):
+                target.data = value.detach().to(dtype=router.gate.weight.dtype).clone()
+            bias = getattr(router, "e_score_correction_bias", None)
+            if bias is not None and hasattr(block.gate, "e_score_correction_bias"):
+                block.gate.e_score_correction_bias.data = bias.detach().float().clone()
+        block.gate.weight.requires_grad_(router.gate.weight.requires_grad)
+        experts.gate_up_proj.requires_grad_(layer.experts.w1.requires_grad or layer.experts.w3.requires_grad)
+        experts.down_proj.requires_grad_(layer.experts.w2.requires_grad)
+        if getattr(layer, "shared_experts", None) is not None:
+            block.shared_experts = layer.shared_experts
+        block.train(layer.training)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, block)
+        restored += 1
+    return restored
+
+
+def mask_local_experts(model, selection: dict[int, list[int]]) -> int:
+    """Full ESFT under expert parallelism: only the selected experts' slices on this process get gradients."""
+    masked = 0
+    for layer_index, _, layer in autoep_layers(model):
+        chosen = set(selection.get(layer_index, []))
+        first = layer.ep_rank * layer.num_local_experts
+        keep = torch.tensor([float(first + i in chosen) for i in range(layer.num_local_experts)])
+        for param in (layer.experts.w1, layer.experts.w2, layer.experts.w3):
+            if not param.requires_grad:
+                continue
+            mask = keep.to(device=param.device, dtype=param.dtype).view(-1, 1, 1)
+            param.register_hook(lambda grad, mask=mask: grad * mask)
+            masked += 1
+    return masked
+
+
+class ExpertParallelCallback(TrainerCallback):
+    """Keeps telemetry, aux-free balancing and ESFT on AutoEP's blocks, and restores transformers' layout at the end."""
+
+    def __init__(self, model, moe_callback=None, esft_selection: dict | None = None):
+        from workbench.distributed import moe_block_classes
+
+        classes = moe_block_classes(model)
+        if len(classes) != 1:
+            raise WorkbenchError(f"train.expert_parallel: expected one kind of MoE block, found "
+                                 f"{', '.join(c.__name__ for c in classes) or 'none'}")
+        self.block_class = classes[0]
+        self.config = model.config
+        self.expected = sum(isinstance(m, self.block_class) for m in model.modules())
+        self.moe_callback, self.esft_selection = moe_callback, esft_selection
+        self.restored = 0
+        allow_frozen_experts()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        layers = autoep_layers(model)
+        if len(layers) != self.expected:  # AutoEP missed some blocks: their experts would be whole on every process
+            raise WorkbenchError(f"train.expert_parallel: DeepSpeed AutoEP replaced {len(layers)} of the model's "
+                                 f"{self.expected} MoE blocks")
+        if self.moe_callback is not None:
+            self.moe_callback.recorder.rebind(model)
+        if self.esft_selection:
+            mask_local_experts(model, self.esft_selection)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.restored = restore_hf_layout(model, self.block_class, self.config)
