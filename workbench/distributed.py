@@ -142,7 +142,12 @@ def recipe_problem(recipe) -> str | None:
     except WorkbenchError as exc:
         return str(exc)
     if recipe.train.expert_parallel > 1:
-        return expert_parallel_problem(recipe, zero_stage(config))
+        problem = expert_parallel_problem(recipe, zero_stage(config))
+        if problem is None and "optimizer" not in config:
+            problem = (f"train.expert_parallel: {recipe.train.expert_parallel} needs the DeepSpeed config's own "
+                       f"'optimizer' section (as in zero2.json): DeepSpeed sorts the expert weights into their own "
+                       "optimizer groups only when it builds the optimizer")
+        return problem
     if zero_stage(config) != 3:
         return None
     if recipe.model.quantize != "none":
@@ -173,9 +178,21 @@ def expert_parallel_problem(recipe, stage: int) -> str | None:
         return f"{key} repacks the routed experts into grouped tensors, which 4/8-bit weights cannot be; use model.quantize: none"
     if recipe.model.trust_remote_code:
         return f"{key} needs transformers' own DeepSeek MoE blocks (AutoEP's preset); set model.trust_remote_code: false"
-    if recipe.peft.type != "none" and "routed_experts" in recipe.peft.target_modules:
-        return (f"{key}: LoRA on the routed experts is not supported under expert parallelism (AutoEP repacks the "
-                "expert weights); adapt attention and shared experts, or train the experts fully (peft.type: none)")
+    moe_targets = [t for t in recipe.peft.target_modules if t in ("routed_experts", "router", "all", "all-linear")]
+    if recipe.peft.type != "none" and moe_targets:
+        return (f"{key}: LoRA on the routed experts or the router ('{moe_targets[0]}' in peft.target_modules) is not "
+                "supported under expert parallelism (AutoEP rebuilds both from the base weights); adapt attention, "
+                "dense_mlp and shared_experts, or train the experts fully (peft.type: none)")
+    inside = [m for m in recipe.peft.modules_to_save if m in ("mlp", "gate", "experts")]
+    if recipe.peft.type != "none" and inside:
+        return (f"{key}: peft.modules_to_save '{inside[0]}' copies a part of the MoE block, which AutoEP replaces; "
+                "drop it or train the experts fully (peft.type: none)")
+    if recipe.method.name == "distill":
+        return (f"{key}: DeepSpeed would convert the teacher with the student's AutoEP settings, and on-policy "
+                "generation is not synchronised across the expert-parallel group; drop train.expert_parallel")
+    if recipe.method.reference == "model" and recipe.method.name in ("dpo", "kto"):
+        return (f"{key}: the frozen reference copy would be converted by AutoEP as well (untested); use "
+                "method.reference: adapter with LoRA, or drop train.expert_parallel")
     if recipe.method.name == "grpo":
         return f"{key}: GRPO's rollouts and routing replay run on transformers' MoE blocks; drop train.expert_parallel"
     balances = {recipe.moe.balance, *(stage.balance for stage in recipe.train.stages)}

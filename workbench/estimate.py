@@ -171,7 +171,8 @@ def expert_parallel_states(counts: Counts, ep: int, n_experts: int, gpus_per_nod
 
 def all_to_all_bytes(config, batch: int, seq: int) -> float:
     """One MoE layer's dispatch and combine buffers on a GPU: tokens x top-k rows of the hidden size, 16-bit,
-    sent and received each way (the expert outputs come back the same size)."""
+    sent and received each way (the expert outputs come back the same size). With balanced routing; a GPU whose
+    experts are picked more often receives more, up to N times as much."""
     top_k = getattr(config, "num_experts_per_tok", 1) or 1
     return 4 * batch * seq * top_k * config.hidden_size * 2
 
@@ -239,7 +240,7 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
     checkpointing = recipe.train.gradient_checkpointing if recipe.train.gradient_checkpointing is not None else True
     gpu["activations (rough)"] = activations(config, recipe.train.batch_size, recipe.train.max_length, checkpointing)
     if ep > 1:
-        gpu["all-to-all buffers, one MoE layer (rough)"] = all_to_all_bytes(config, recipe.train.batch_size,
+        gpu["all-to-all buffers, one MoE layer (balanced routing)"] = all_to_all_bytes(config, recipe.train.batch_size,
                                                                             recipe.train.max_length)
     ds_gpu = ds_host = None
     if stage >= 2 and ep == 1:  # DeepSpeed's estimators cover ZeRO-2 and ZeRO-3, without expert parallelism
@@ -251,7 +252,9 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         "fp8_checkpoint": is_fp8(config),
         "gpus_per_node": gpus_per_node, "nodes": nodes, "zero_stage": stage, "recipe_zero_stage": recipe_stage,
         "expert_parallel": ep, "routed_experts": n_experts, "params_routed": counts.routed,
-        "zero3_gathers": 4 * counts.largest_layer,  # the largest layer, 16-bit, gathered whole (twice: prefetch)
+        "zero3_gathers": 4 * counts.largest_layer,  # DeepSpeed's 4 bytes per parameter of the largest layer
+        # experts that train come back whole on the first GPU for the final save (a LoRA run's stay split)
+        "final_gather": 2 * counts.routed if ep > 1 and counts.trainable_routed else 0,
         "offload_optimizer": offload_opt, "offload_params": offload_param,
         "params_total": counts.total, "params_active": counts.active, "params_trainable": counts.trainable,
         "largest_layer_params": counts.largest_layer, "lora_adapters": counts.lora,
@@ -301,6 +304,9 @@ def render(result: dict, recipe) -> str:
         lines.append(f"  expert parallelism: {ep} GPUs share each layer's {result['routed_experts']} routed experts "
                      f"({_p(result['params_routed'])} routed parameters in all); nothing is gathered, where ZeRO-3 would "
                      f"gather its largest layer ({_b(result['zero3_gathers'])} per GPU)")
+        if result["final_gather"]:
+            lines.append(f"  note: the experts train, so the final save gathers all of them on the first GPU "
+                         f"({_b(result['final_gather'])} more there, once, after training)")
         if result["recipe_zero_stage"] == 3:
             lines.append("  note: the recipe names ZeRO-3; expert parallelism runs with ZeRO-2 (set train.deepspeed: zero2)")
     verdict = "fits" if result["fits"] else "does NOT fit"

@@ -118,6 +118,10 @@ class Run:
             return
         if self.distributed is not None and not self.distributed.is_main_process():
             return
+        from workbench.moe.expert_parallel import autoep_layers
+
+        if autoep_layers(self.trainer.model):  # experts still split over processes (a LoRA run): no lone forward
+            return
         from workbench.export_check import save_reference
 
         model = self.trainer.model

@@ -4,8 +4,9 @@ model under DeepSpeed AutoEP (expert parallelism EP, ZeRO-2, gloo) against trans
 1. AutoEP replaced every MoE block and holds E/EP experts per rank.
 2. A training forward on this rank's padded batch gives transformers' loss, and the routing recorder, moved onto
    AutoEP's routers, counts the same real-token loads (summed over ranks) as on transformers' routers.
-3. After a training step, `restore_hf_layout` puts transformers' blocks back with every expert gathered: the same
-   logits as the AutoEP model, the same state-dict keys and shapes as the original model.
+3. After a training step, `restore_hf_layout` puts transformers' blocks back on rank 0 with every expert gathered:
+   the same logits as the AutoEP model, the same state-dict keys and shapes as the original model; the other ranks
+   keep their slices.
 Exits non-zero with the reason on the first failure.
 """
 
@@ -81,7 +82,13 @@ def main() -> None:
     probe = torch.randint(3, 8000, (1, 16), generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         before = model(probe).logits
-    if restore_hf_layout(model, block_class, model.config) != len(layers):
+    restored = restore_hf_layout(model, block_class, model.config)  # onto rank 0 only
+    if rank != 0:
+        if restored or len(autoep_layers(model)) != len(layers):
+            fail(f"rank {rank} restored {restored} blocks; only rank 0 gets the whole experts")
+        print(f"rank {rank}: ok (EP {ep} of {world} ranks, loss {got.item():.6f}, slices kept)", flush=True)
+        return
+    if restored != len(layers):
         fail("not every block was restored")
     if autoep_layers(model) or any(not isinstance(model.model.layers[i].mlp, block_class) for i, _, _ in layers):
         fail("AutoEP blocks are left after the restore")

@@ -67,7 +67,7 @@ def test_an_even_split_passes(monkeypatch):
 @pytest.mark.parametrize("stage, expected", [(0, "needs ZeRO stage 1 or 2 (DeepSpeed's stage-0"), (3, "out of ZeRO-3")])
 def test_a_json_config_of_the_wrong_stage_is_refused(tmp_path, stage, expected):
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"zero_optimization": {"stage": stage}}))
+    path.write_text(json.dumps({"zero_optimization": {"stage": stage}, "optimizer": {"type": "AdamW", "params": {}}}))
     with pytest.raises(WorkbenchError, match="train.expert_parallel: 2 needs ZeRO stage"):
         try:
             load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])
@@ -82,3 +82,11 @@ def test_a_json_config_with_its_own_autoep_section_is_refused(tmp_path):
                                 "expert_parallel": {"enabled": True, "autoep_size": 4}}))
     with pytest.raises(WorkbenchError, match="remove the 'expert_parallel' section; set train.expert_parallel: N"):
         load_recipe("legal", [f"train.deepspeed={path}"])
+
+
+def test_a_json_config_without_an_optimizer_section_is_refused(tmp_path):
+    """DeepSpeed puts expert weights in optimizer groups of their own only when it builds the optimizer itself."""
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    with pytest.raises(WorkbenchError, match="needs the DeepSpeed config's own 'optimizer' section"):
+        load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])

@@ -13,8 +13,10 @@ experts. `ExpertParallelCallback` keeps the workbench's MoE features on the swap
 - on_train_begin: routing telemetry and aux-free balancing follow AutoEP's routers. The loads are still summed over
   every process before the bias moves, so the bias takes the same steps as in a run without expert parallelism.
   Full ESFT's gradient masks are re-applied to the slices of the selected experts this process holds.
-- on_train_end: the blocks go back to transformers' layout, experts gathered from the expert-parallel group, so the
-  final save, the export reference, the expert patch and `workbench export` see a plain transformers model.
+- on_train_end, when experts trained (full fine-tuning, ESFT): the first process gets transformers' blocks back,
+  experts gathered from its expert-parallel group one layer at a time, so the final save, the export reference,
+  the expert patch and `workbench export` see a plain transformers model. A LoRA run with the experts frozen saves
+  its adapter and router bias from the split model; nothing is gathered.
 """
 
 import re
@@ -57,8 +59,10 @@ def allow_frozen_experts() -> None:
         return
 
     def configure(self):
-        if any(self.is_moe_group(group) for group in self.optimizer.param_groups):
-            return original(self)
+        from deepspeed.moe.utils import is_moe_param
+
+        if any(is_moe_param(p) for group in self.optimizer.param_groups for p in group["params"]):
+            return original(self)  # expert weights train: DeepSpeed's own checks and groups
         self.is_moe_param_group = [False] * len(self.optimizer.param_groups)
 
     configure.workbench_frozen_experts = True
@@ -75,28 +79,34 @@ def autoep_layers(model) -> list[tuple[int, str, torch.nn.Module]]:
     return found
 
 
-def _gathered(param: torch.Tensor, layer) -> torch.Tensor:
-    """All of a layer's experts from each process's slice (dim 0), in expert order."""
+def _gathered(param: torch.Tensor, layer, to_rank: int) -> torch.Tensor | None:
+    """All of a layer's experts from each process's slice (dim 0), in expert order, on `to_rank` only (None elsewhere)."""
     local = param.detach().contiguous()
-    group = layer.ep_group
-    size = torch.distributed.get_world_size(group) if layer.ep_size > 1 else 1
-    if size == 1:
+    if layer.ep_size == 1:
         return local
-    parts = [torch.empty_like(local) for _ in range(size)]
-    torch.distributed.all_gather(parts, local, group=group)
-    return torch.cat(parts, 0)
+    first = torch.distributed.get_rank() == to_rank
+    parts = [torch.empty_like(local) for _ in range(layer.ep_size)] if first else None
+    torch.distributed.gather(local, parts, dst=to_rank, group=layer.ep_group)
+    return torch.cat(parts, 0) if first else None
 
 
-def restore_hf_layout(model, block_class, config) -> int:
-    """Put transformers' MoE blocks back where AutoEP's are (collective: every process of the job calls it).
+def restore_hf_layout(model, block_class, config, to_rank: int = 0) -> int:
+    """Put transformers' MoE blocks back where AutoEP's are, on process `to_rank` (collective over the expert-parallel
+    group that holds it; the processes of other groups return at once and keep their slices).
 
-    The router's weight and correction bias, all routed experts (w1 = gate, w3 = up, w2 = down, gathered) and the
-    very same shared-expert module move into a new `block_class(config)`; trainability is kept per tensor.
-    Returns the number of blocks restored.
+    The router's weight and correction bias, all routed experts (w1 = gate, w3 = up, w2 = down, gathered one layer
+    at a time) and the very same shared-expert module move into a new `block_class(config)`; trainability is kept
+    per tensor. Returns the number of blocks restored in this process.
     """
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     restored = 0
     for _, name, layer in autoep_layers(model):
-        w1, w2, w3 = (_gathered(p, layer) for p in (layer.experts.w1, layer.experts.w2, layer.experts.w3))
+        if layer.ep_size > 1 and to_rank not in torch.distributed.get_process_group_ranks(layer.ep_group):
+            continue
+        gathered = [_gathered(p, layer, to_rank) for p in (layer.experts.w1, layer.experts.w2, layer.experts.w3)]
+        if rank != to_rank:
+            continue
+        w1, w2, w3 = gathered
         router = layer.router
         with torch.device("meta"):
             block = block_class(config)
@@ -106,11 +116,14 @@ def restore_hf_layout(model, block_class, config) -> int:
             raise WorkbenchError(f"train.expert_parallel: {type(experts).__name__} does not keep fused gate_up_proj / "
                                  "down_proj tensors; the trained experts cannot be put back in transformers' layout")
         n_experts, inner, hidden = w1.shape
+        # transformers' standard layout is gate_up (E, 2 x inner, hidden) with down (E, hidden, inner); the other one
+        # transposes both. down_proj tells them apart even where hidden == 2 x inner makes gate_up's shapes equal.
+        standard = tuple(experts.down_proj.shape) == (n_experts, hidden, inner)
         with torch.no_grad():
             gate_up = torch.cat([w1, w3], 1)  # (E, 2 x inner, hidden): gate rows, then up rows
-            if tuple(experts.gate_up_proj.shape) == (n_experts, hidden, 2 * inner):
-                gate_up = gate_up.transpose(1, 2)
-            down = w2 if tuple(experts.down_proj.shape) == (n_experts, hidden, inner) else w2.transpose(1, 2)
+            down = w2
+            if not standard:
+                gate_up, down = gate_up.transpose(1, 2), w2.transpose(1, 2)
             for target, value in ((experts.gate_up_proj, gate_up), (experts.down_proj, down),
                                   (block.gate.weight, router.gate.weight)):
                 target.data = value.detach().to(dtype=router.gate.weight.dtype).clone()
@@ -158,6 +171,9 @@ class ExpertParallelCallback(TrainerCallback):
         self.block_class = classes[0]
         self.config = model.config
         self.expected = sum(isinstance(m, self.block_class) for m in model.modules())
+        # experts that train (full fine-tuning, ESFT) come back whole for the final save; frozen ones (LoRA) stay split:
+        # the adapter and the router bias are all a LoRA run saves, and gathering them would cost a full model
+        self.trains_experts = any(p.requires_grad for n, p in model.named_parameters() if ".mlp.experts." in n)
         self.moe_callback, self.esft_selection = moe_callback, esft_selection
         self.restored = 0
         allow_frozen_experts()
@@ -173,4 +189,5 @@ class ExpertParallelCallback(TrainerCallback):
             mask_local_experts(model, self.esft_selection)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.restored = restore_hf_layout(model, self.block_class, self.config)
+        if self.trains_experts:  # rank 0 saves: it alone gets the whole experts
+            self.restored = restore_hf_layout(model, self.block_class, self.config)

@@ -149,6 +149,10 @@ class Bucket:
         self.entropy_sum = torch.zeros(n_layers, dtype=torch.float64, device=device)
         self.tokens = torch.zeros(n_layers, dtype=torch.float64, device=device)
 
+    def to(self, device) -> None:
+        for name in ("loads", "gate_sums", "entropy_sum", "tokens"):
+            setattr(self, name, getattr(self, name).to(device))
+
     def add(self, index, router_logits, topk_weights, topk_indices, entropy: bool, real=None):
         """Count a router call; `real` (tokens,) bool leaves out padding. Weights, not selection, so no host sync."""
         flat = topk_indices.reshape(-1)  # (tokens * K,)
@@ -203,7 +207,7 @@ class RoutingRecorder:
             if is_autoep_router(router):  # its outputs are (weights, experts, counts); the logits come from its gate
                 stash = {}
                 self.router_handles.append(router.gate.register_forward_hook(
-                    lambda module, args, output, stash=stash: stash.update(logits=output)))
+                    lambda module, args, output, stash=stash: stash.update(logits=output.detach())))
                 self.router_handles.append(router.register_forward_hook(self._hook(i, stash)))
             else:
                 self.router_handles.append(router.register_forward_hook(self._hook(i)))
@@ -220,6 +224,9 @@ class RoutingRecorder:
                 router.e_score_correction_bias.data = router.e_score_correction_bias.data.float()
             self.routers = routers
             self._hook_routers()
+            device = routers[0][1].e_score_correction_bias.device  # the engine may have moved the model to a GPU
+            for bucket in (self.train, self.eval):
+                bucket.to(device)
         return changed
 
     def _new_bucket(self) -> Bucket:
@@ -227,12 +234,13 @@ class RoutingRecorder:
 
     def _hook(self, index: int, stash: dict | None = None):
         def hook(module, args, output):
+            logits = stash.pop("logits", None) if stash is not None else None  # taken even when not counted
             if torch._C._current_graph_task_id() != -1:
                 return  # a gradient-checkpointing recompute inside backward: already counted
             if stash is None:
                 router_logits, topk_weights, topk_indices = output  # (tokens, E), (tokens, K), (tokens, K)
             else:  # AutoEP: (weights, experts, counts), the gate's logits kept by its own hook
-                (topk_weights, topk_indices, _), router_logits = output, stash.pop("logits")
+                (topk_weights, topk_indices, _), router_logits = output, logits
             training = module.training and torch.is_grad_enabled()
             if module.training and not training:
                 return  # a no-grad pass in training mode, such as DPO's reference model
