@@ -399,7 +399,12 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
     if recipe.train.expert_parallel > 1:  # AutoEP swaps the MoE blocks when the trainer starts DeepSpeed
         from workbench.moe.expert_parallel import ExpertParallelCallback
 
-        trainer.add_callback(ExpertParallelCallback(trainer.model, moe, selection if recipe.peft.type == "none" else None))
+        from workbench.moe.expert_parallel import save_in_hf_layout
+
+        ep_callback = ExpertParallelCallback(trainer.model, moe, selection if recipe.peft.type == "none" else None)
+        trainer.add_callback(ep_callback)
+        if ep_callback.trains_experts:
+            save_in_hf_layout(trainer, ep_callback)
     if hasattr(trainer, "raw_metrics"):  # grpo: routing agreement, under its own `moe/...` names
         trainer.raw_metrics = lambda metrics, step: track.log_metrics(metrics, step=step, raw=True)
     if recipe.train.stages:

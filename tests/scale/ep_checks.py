@@ -5,8 +5,8 @@ model under DeepSpeed AutoEP (expert parallelism EP, ZeRO-2, gloo) against trans
 2. A training forward on this rank's padded batch gives transformers' loss, and the routing recorder, moved onto
    AutoEP's routers, counts the same real-token loads (summed over ranks) as on transformers' routers.
 3. After a training step, `restore_hf_layout` puts transformers' blocks back on rank 0 with every expert gathered:
-   the same logits as the AutoEP model, the same state-dict keys and shapes as the original model; the other ranks
-   keep their slices.
+   the same logits as the AutoEP model, the same state-dict keys and shapes as the original model, and the same
+   tensors as `hf_state_dict` (a checkpoint's contents) gathered before; the other ranks keep their slices.
 Exits non-zero with the reason on the first failure.
 """
 
@@ -29,7 +29,7 @@ def main() -> None:
 
     from workbench.config import ModelConfig
     from workbench.model import load_model
-    from workbench.moe.expert_parallel import autoep_layers, restore_hf_layout
+    from workbench.moe.expert_parallel import autoep_layers, hf_state_dict, restore_hf_layout
     from workbench.moe.plugin import _all_reduce
     from workbench.moe.routing import RoutingRecorder
 
@@ -82,9 +82,10 @@ def main() -> None:
     probe = torch.randint(3, 8000, (1, 16), generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         before = model(probe).logits
+    saved = hf_state_dict(model, block_class, model.config)  # what a checkpoint holds, gathered to rank 0's CPU
     restored = restore_hf_layout(model, block_class, model.config)  # onto rank 0 only
     if rank != 0:
-        if restored or len(autoep_layers(model)) != len(layers):
+        if restored or saved is not None or len(autoep_layers(model)) != len(layers):
             fail(f"rank {rank} restored {restored} blocks; only rank 0 gets the whole experts")
         print(f"rank {rank}: ok (EP {ep} of {world} ranks, loss {got.item():.6f}, slices kept)", flush=True)
         return
@@ -99,6 +100,9 @@ def main() -> None:
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if shapes != {k: tuple(v.shape) for k, v in reference.state_dict().items()}:
         fail("the restored state dict does not have transformers' keys and shapes")
+    live = model.state_dict()
+    if set(saved) != set(live) or any(not torch.equal(saved[k], live[k].cpu()) for k in live):
+        fail("the checkpoint state dict differs from the restored model")
     moved = (model.model.layers[1].mlp.experts.gate_up_proj - reference.model.layers[1].mlp.experts.gate_up_proj)
     if moved.abs().amax(dim=(1, 2)).min().item() == 0:
         fail("an expert did not train: the gathered experts are not the trained ones")

@@ -136,7 +136,12 @@ def test_full_fine_tune_with_aux_free_bias_killed_and_resumed_matches_one_proces
     assert all(torch.equal(single_bias[k], ep_bias[k]) for k in ep_bias)  # the same sign steps from the same loads
     assert max(v.abs().max().item() for v in ep_bias.values()) > 0  # it did move
 
+    # the checkpoint the run resumed from holds transformers' layout, every expert gathered (not rank 0's slice)
+    at_two = AutoModelForCausalLM.from_pretrained(tmp_path / name / "checkpoint-2")
+    single_at_two = AutoModelForCausalLM.from_pretrained(tmp_path / "single" / "checkpoint-2")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / name / "final")
+    assert (_probe_logits(at_two, tokenizer) - _probe_logits(single_at_two, tokenizer)).abs().max().item() < LOGIT_TOL
+
     model = AutoModelForCausalLM.from_pretrained(tmp_path / name / "final")
     reference = AutoModelForCausalLM.from_pretrained(tmp_path / "single" / "final")
     assert torch.equal(model.model.layers[1].mlp.gate.e_score_correction_bias,

@@ -90,56 +90,107 @@ def _gathered(param: torch.Tensor, layer, to_rank: int) -> torch.Tensor | None:
     return torch.cat(parts, 0) if first else None
 
 
+def _hf_block_tensors(layer, block, to_rank: int, device=None) -> dict[str, torch.Tensor] | None:
+    """One AutoEP layer's router and routed experts under transformers' names inside `block` (a meta-device
+    `block_class(config)`, for its layout), all experts gathered on `to_rank`; None on the other processes.
+
+    Collective over the layer's expert-parallel group. w1 = gate, w3 = up, w2 = down; transformers' standard layout
+    is gate_up (E, 2 x inner, hidden) with down (E, hidden, inner), the other one transposes both (down_proj tells
+    them apart even where hidden == 2 x inner makes gate_up's shapes equal)."""
+    gathered = [_gathered(p, layer, to_rank) for p in (layer.experts.w1, layer.experts.w2, layer.experts.w3)]
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    if rank != to_rank:
+        return None
+    experts = block.experts
+    if not (hasattr(experts, "gate_up_proj") and hasattr(experts, "down_proj")):
+        raise WorkbenchError(f"train.expert_parallel: {type(experts).__name__} does not keep fused gate_up_proj / "
+                             "down_proj tensors; the trained experts cannot be put back in transformers' layout")
+    w1, w2, w3 = (t.to(device) if device is not None else t for t in gathered)
+    n_experts, inner, hidden = w1.shape
+    standard = tuple(experts.down_proj.shape) == (n_experts, hidden, inner)
+    gate_up, down = torch.cat([w1, w3], 1), w2  # gate rows, then up rows
+    if not standard:
+        gate_up, down = gate_up.transpose(1, 2), w2.transpose(1, 2)
+    router = layer.router
+    dtype = router.gate.weight.dtype
+    tensors = {"experts.gate_up_proj": gate_up.to(dtype).contiguous(), "experts.down_proj": down.to(dtype).contiguous(),
+               "gate.weight": router.gate.weight.detach().to(device or router.gate.weight.device).clone()}
+    bias = getattr(router, "e_score_correction_bias", None)
+    if bias is not None and hasattr(block.gate, "e_score_correction_bias"):
+        tensors["gate.e_score_correction_bias"] = bias.detach().float().to(device or bias.device).clone()
+    return tensors
+
+
+def _holds(layer, to_rank: int) -> bool:
+    """Whether this process's expert-parallel group for `layer` holds process `to_rank`."""
+    return layer.ep_size == 1 or to_rank in torch.distributed.get_process_group_ranks(layer.ep_group)
+
+
 def restore_hf_layout(model, block_class, config, to_rank: int = 0) -> int:
     """Put transformers' MoE blocks back where AutoEP's are, on process `to_rank` (collective over the expert-parallel
     group that holds it; the processes of other groups return at once and keep their slices).
 
-    The router's weight and correction bias, all routed experts (w1 = gate, w3 = up, w2 = down, gathered one layer
-    at a time) and the very same shared-expert module move into a new `block_class(config)`; trainability is kept
-    per tensor. Returns the number of blocks restored in this process.
+    The router's weight and correction bias, all routed experts (gathered one layer at a time) and the very same
+    shared-expert module move into a new `block_class(config)`; trainability is kept per tensor. Returns the number
+    of blocks restored in this process.
     """
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     restored = 0
     for _, name, layer in autoep_layers(model):
-        if layer.ep_size > 1 and to_rank not in torch.distributed.get_process_group_ranks(layer.ep_group):
+        if not _holds(layer, to_rank):
             continue
-        gathered = [_gathered(p, layer, to_rank) for p in (layer.experts.w1, layer.experts.w2, layer.experts.w3)]
-        if rank != to_rank:
-            continue
-        w1, w2, w3 = gathered
-        router = layer.router
         with torch.device("meta"):
             block = block_class(config)
-        block.to_empty(device=router.gate.weight.device)
-        experts = block.experts
-        if not (hasattr(experts, "gate_up_proj") and hasattr(experts, "down_proj")):
-            raise WorkbenchError(f"train.expert_parallel: {type(experts).__name__} does not keep fused gate_up_proj / "
-                                 "down_proj tensors; the trained experts cannot be put back in transformers' layout")
-        n_experts, inner, hidden = w1.shape
-        # transformers' standard layout is gate_up (E, 2 x inner, hidden) with down (E, hidden, inner); the other one
-        # transposes both. down_proj tells them apart even where hidden == 2 x inner makes gate_up's shapes equal.
-        standard = tuple(experts.down_proj.shape) == (n_experts, hidden, inner)
-        with torch.no_grad():
-            gate_up = torch.cat([w1, w3], 1)  # (E, 2 x inner, hidden): gate rows, then up rows
-            down = w2
-            if not standard:
-                gate_up, down = gate_up.transpose(1, 2), w2.transpose(1, 2)
-            for target, value in ((experts.gate_up_proj, gate_up), (experts.down_proj, down),
-                                  (block.gate.weight, router.gate.weight)):
-                target.data = value.detach().to(dtype=router.gate.weight.dtype).clone()
-            bias = getattr(router, "e_score_correction_bias", None)
-            if bias is not None and hasattr(block.gate, "e_score_correction_bias"):
-                block.gate.e_score_correction_bias.data = bias.detach().float().clone()
-        block.gate.weight.requires_grad_(router.gate.weight.requires_grad)
-        experts.gate_up_proj.requires_grad_(layer.experts.w1.requires_grad or layer.experts.w3.requires_grad)
-        experts.down_proj.requires_grad_(layer.experts.w2.requires_grad)
+        tensors = _hf_block_tensors(layer, block, to_rank)
+        if tensors is None:
+            continue
+        block.load_state_dict(tensors, strict=False, assign=True)  # from meta: nothing allocated twice
+        block.gate.weight.requires_grad_(layer.router.gate.weight.requires_grad)
+        block.experts.gate_up_proj.requires_grad_(layer.experts.w1.requires_grad or layer.experts.w3.requires_grad)
+        block.experts.down_proj.requires_grad_(layer.experts.w2.requires_grad)
         if getattr(layer, "shared_experts", None) is not None:
             block.shared_experts = layer.shared_experts
         block.train(layer.training)
+        left = [n for n, t in block.state_dict().items() if t.is_meta]
+        if left:
+            raise WorkbenchError(f"train.expert_parallel: {name}: no AutoEP counterpart for {', '.join(left)}")
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, block)
         restored += 1
     return restored
+
+
+def hf_state_dict(model, block_class, config, to_rank: int = 0) -> dict | None:
+    """The model's state dict in transformers' layout, every expert gathered to the CPU of process `to_rank` one
+    layer at a time (collective); None on the other processes. What a checkpoint's `model.safetensors` holds."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()} if rank == to_rank else None
+    with torch.device("meta"):
+        block = block_class(config)
+    for _, name, layer in autoep_layers(model):
+        if not _holds(layer, to_rank):
+            continue
+        tensors = _hf_block_tensors(layer, block, to_rank, device="cpu")
+        if tensors is None:
+            continue
+        for key in [k for k in state if k.startswith(f"{name}.") and not k.startswith(f"{name}.shared_experts.")]:
+            del state[key]
+        state.update({f"{name}.{k}": v for k, v in tensors.items()})
+    return state
+
+
+def save_in_hf_layout(trainer, callback) -> None:
+    """Checkpoints of a run whose experts train hold transformers' layout too (`model.safetensors`), not rank 0's
+    AutoEP slice: `trainer.save_model` gathers the experts while the blocks are AutoEP's (all processes call it)."""
+    original = trainer.save_model
+
+    def save_model(output_dir=None, _internal_call=False):
+        if callback.finished or not autoep_layers(trainer.model):
+            return original(output_dir, _internal_call=_internal_call)
+        state = hf_state_dict(trainer.model, callback.block_class, callback.config)
+        if trainer.args.should_save:
+            trainer._save(output_dir or trainer.args.output_dir, state_dict=state)
+
+    trainer.save_model = save_model
 
 
 def mask_local_experts(model, selection: dict[int, list[int]]) -> int:
@@ -176,6 +227,7 @@ class ExpertParallelCallback(TrainerCallback):
         self.trains_experts = any(p.requires_grad for n, p in model.named_parameters() if ".mlp.experts." in n)
         self.moe_callback, self.esft_selection = moe_callback, esft_selection
         self.restored = 0
+        self.finished = False  # set on every process when training ends (rank 0 alone holds whole experts then)
         allow_frozen_experts()
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -191,3 +243,4 @@ class ExpertParallelCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.trains_experts:  # rank 0 saves: it alone gets the whole experts
             self.restored = restore_hf_layout(model, self.block_class, self.config)
+        self.finished = True
