@@ -183,7 +183,8 @@ def expert_parallel_problem(recipe, stage: int) -> str | None:
         return (f"{key}: LoRA on the routed experts or the router ('{moe_targets[0]}' in peft.target_modules) is not "
                 "supported under expert parallelism (AutoEP rebuilds both from the base weights); adapt attention, "
                 "dense_mlp and shared_experts, or train the experts fully (peft.type: none)")
-    inside = [m for m in recipe.peft.modules_to_save if m in ("mlp", "gate", "experts")]
+    inside = [m for m in recipe.peft.modules_to_save  # PEFT matches by suffix: mlp.gate, layers.3.mlp, ...
+              if m.split(".")[-1] in ("mlp", "gate", "experts") or (".mlp." in f".{m}." and "shared_experts" not in m)]
     if recipe.peft.type != "none" and inside:
         return (f"{key}: peft.modules_to_save '{inside[0]}' copies a part of the MoE block, which AutoEP replaces; "
                 "drop it or train the experts fully (peft.type: none)")

@@ -85,7 +85,6 @@ class Counts:
     largest_layer: int  # the most parameters one module holds directly (ZeRO-3 gathers it whole)
     lora: dict[str, int]
     routed: int = 0  # routed-expert weights (what expert parallelism splits)
-    trainable_routed: int = 0
 
 
 def count(model, recipe) -> Counts:
@@ -102,11 +101,9 @@ def count(model, recipe) -> Counts:
 
         model, lora = wrap(model, recipe.peft)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        trainable_routed = sum(p.numel() for n, p in model.named_parameters() if ".mlp.experts." in n and p.requires_grad)
     else:
-        trainable, trainable_routed = total, routed
-    return Counts(total=total, active=active, trainable=trainable, largest_layer=largest, lora=lora, routed=routed,
-                  trainable_routed=trainable_routed)
+        trainable = total
+    return Counts(total=total, active=active, trainable=trainable, largest_layer=largest, lora=lora, routed=routed)
 
 
 @dataclass
@@ -253,8 +250,8 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         "gpus_per_node": gpus_per_node, "nodes": nodes, "zero_stage": stage, "recipe_zero_stage": recipe_stage,
         "expert_parallel": ep, "routed_experts": n_experts, "params_routed": counts.routed,
         "zero3_gathers": 4 * counts.largest_layer,  # DeepSpeed's 4 bytes per parameter of the largest layer
-        # experts that train come back whole on the first GPU for the final save (a LoRA run's stay split)
-        "final_gather": 2 * counts.routed if ep > 1 and counts.trainable_routed else 0,
+        # a run that saves whole weights gets its experts back whole on the first GPU at the end (a LoRA run's stay split)
+        "final_gather": 2 * counts.routed if ep > 1 and recipe.peft.type == "none" else 0,
         "offload_optimizer": offload_opt, "offload_params": offload_param,
         "params_total": counts.total, "params_active": counts.active, "params_trainable": counts.trainable,
         "largest_layer_params": counts.largest_layer, "lora_adapters": counts.lora,
@@ -305,7 +302,7 @@ def render(result: dict, recipe) -> str:
                      f"({_p(result['params_routed'])} routed parameters in all); nothing is gathered, where ZeRO-3 would "
                      f"gather its largest layer ({_b(result['zero3_gathers'])} per GPU)")
         if result["final_gather"]:
-            lines.append(f"  note: the experts train, so the final save gathers all of them on the first GPU "
+            lines.append(f"  note: the run saves whole weights, so the final save gathers every expert on the first GPU "
                          f"({_b(result['final_gather'])} more there, once, after training)")
         if result["recipe_zero_stage"] == 3:
             lines.append("  note: the recipe names ZeRO-3; expert parallelism runs with ZeRO-2 (set train.deepspeed: zero2)")

@@ -402,8 +402,9 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
         from workbench.moe.expert_parallel import save_in_hf_layout
 
         ep_callback = ExpertParallelCallback(trainer.model, moe, selection if recipe.peft.type == "none" else None)
-        trainer.add_callback(ep_callback)
-        if ep_callback.trains_experts:
+        # first in line: the gathers at the end run before any rank-0-only work of the other callbacks
+        trainer.callback_handler.callbacks.insert(0, ep_callback)
+        if ep_callback.saves_whole:
             save_in_hf_layout(trainer, ep_callback)
     if hasattr(trainer, "raw_metrics"):  # grpo: routing agreement, under its own `moe/...` names
         trainer.raw_metrics = lambda metrics, step: track.log_metrics(metrics, step=step, raw=True)

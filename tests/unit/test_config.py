@@ -198,6 +198,8 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
                    "peft.target_modules=[attention, router]"], "('router' in peft.target_modules) is not supported"),
         ("{}\n", ["train.expert_parallel=2", "train.deepspeed=zero2", "peft.type=lora", "peft.modules_to_save=[gate]"],
          "peft.modules_to_save 'gate' copies a part of the MoE block"),
+        ("{}\n", ["train.expert_parallel=2", "train.deepspeed=zero2", "peft.type=lora",
+                   "peft.modules_to_save=[lm_head, mlp.gate]"], "peft.modules_to_save 'mlp.gate' copies a part"),
         ("{}\n", ["train.expert_parallel=2", "train.deepspeed=zero2", "method.name=distill",
                    "teacher.name=deepseek-v3-tiny"], "would convert the teacher with the student's AutoEP settings"),
         ("{}\n", ["train.expert_parallel=2", "train.deepspeed=zero2", "method.name=dpo", "method.reference=model"],

@@ -90,3 +90,20 @@ def test_a_json_config_without_an_optimizer_section_is_refused(tmp_path):
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
     with pytest.raises(WorkbenchError, match="needs the DeepSpeed config's own 'optimizer' section"):
         load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])
+
+
+def test_a_run_without_lora_gets_whole_experts_back_even_when_they_are_frozen():
+    """Whether the experts are gathered at the end follows what the run saves (whole weights or an adapter), not
+    whether they trained: a full fine-tune with frozen experts still writes every expert into final/."""
+    from workbench.config import ModelConfig
+    from workbench.lora import wrap
+    from workbench.model import load_model
+    from workbench.moe.expert_parallel import ExpertParallelCallback
+
+    model, _ = load_model(ModelConfig())
+    for name, param in model.named_parameters():
+        param.requires_grad_(".mlp.experts." not in name)
+    assert ExpertParallelCallback(model).saves_whole is True
+    adapted, _ = wrap(model, load_recipe("legal").peft)
+    callback = ExpertParallelCallback(adapted)
+    assert callback.saves_whole is False and callback.expected == 3  # the three MoE blocks, found under PEFT too

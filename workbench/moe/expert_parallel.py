@@ -13,7 +13,7 @@ experts. `ExpertParallelCallback` keeps the workbench's MoE features on the swap
 - on_train_begin: routing telemetry and aux-free balancing follow AutoEP's routers. The loads are still summed over
   every process before the bias moves, so the bias takes the same steps as in a run without expert parallelism.
   Full ESFT's gradient masks are re-applied to the slices of the selected experts this process holds.
-- on_train_end, when experts trained (full fine-tuning, ESFT): the first process gets transformers' blocks back,
+- on_train_end, in a run that saves whole weights (no LoRA): the first process gets transformers' blocks back,
   experts gathered from its expert-parallel group one layer at a time, so the final save, the export reference,
   the expert patch and `workbench export` see a plain transformers model. A LoRA run with the experts frozen saves
   its adapter and router bias from the split model; nothing is gathered.
@@ -85,9 +85,10 @@ def _gathered(param: torch.Tensor, layer, to_rank: int) -> torch.Tensor | None:
     if layer.ep_size == 1:
         return local
     first = torch.distributed.get_rank() == to_rank
-    parts = [torch.empty_like(local) for _ in range(layer.ep_size)] if first else None
+    whole = local.new_empty((local.shape[0] * layer.ep_size, *local.shape[1:])) if first else None
+    parts = list(whole.chunk(layer.ep_size)) if first else None  # views: received in place, no second copy
     torch.distributed.gather(local, parts, dst=to_rank, group=layer.ep_group)
-    return torch.cat(parts, 0) if first else None
+    return whole
 
 
 def _hf_block_tensors(layer, block, to_rank: int, device=None) -> dict[str, torch.Tensor] | None:
@@ -112,8 +113,7 @@ def _hf_block_tensors(layer, block, to_rank: int, device=None) -> dict[str, torc
     if not standard:
         gate_up, down = gate_up.transpose(1, 2), w2.transpose(1, 2)
     router = layer.router
-    dtype = router.gate.weight.dtype
-    tensors = {"experts.gate_up_proj": gate_up.to(dtype).contiguous(), "experts.down_proj": down.to(dtype).contiguous(),
+    tensors = {"experts.gate_up_proj": gate_up.contiguous(), "experts.down_proj": down.contiguous(),
                "gate.weight": router.gate.weight.detach().to(device or router.gate.weight.device).clone()}
     bias = getattr(router, "e_score_correction_bias", None)
     if bias is not None and hasattr(block.gate, "e_score_correction_bias"):
@@ -162,16 +162,17 @@ def restore_hf_layout(model, block_class, config, to_rank: int = 0) -> int:
 def hf_state_dict(model, block_class, config, to_rank: int = 0) -> dict | None:
     """The model's state dict in transformers' layout, every expert gathered to the CPU of process `to_rank` one
     layer at a time (collective); None on the other processes. What a checkpoint's `model.safetensors` holds."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()} if rank == to_rank else None
     with torch.device("meta"):
         block = block_class(config)
+    blocks = {}  # gathered first: rank 0 fails nothing of its own while the others wait in a gather
     for _, name, layer in autoep_layers(model):
-        if not _holds(layer, to_rank):
-            continue
-        tensors = _hf_block_tensors(layer, block, to_rank, device="cpu")
-        if tensors is None:
-            continue
+        if _holds(layer, to_rank):
+            blocks[name] = _hf_block_tensors(layer, block, to_rank, device="cpu")
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    if rank != to_rank:
+        return None
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    for name, tensors in blocks.items():
         for key in [k for k in state if k.startswith(f"{name}.") and not k.startswith(f"{name}.shared_experts.")]:
             del state[key]
         state.update({f"{name}.{k}": v for k, v in tensors.items()})
@@ -179,7 +180,7 @@ def hf_state_dict(model, block_class, config, to_rank: int = 0) -> dict | None:
 
 
 def save_in_hf_layout(trainer, callback) -> None:
-    """Checkpoints of a run whose experts train hold transformers' layout too (`model.safetensors`), not rank 0's
+    """Checkpoints of a run that saves whole weights hold transformers' layout too (`model.safetensors`), not rank 0's
     AutoEP slice: `trainer.save_model` gathers the experts while the blocks are AutoEP's (all processes call it)."""
     original = trainer.save_model
 
@@ -222,9 +223,10 @@ class ExpertParallelCallback(TrainerCallback):
         self.block_class = classes[0]
         self.config = model.config
         self.expected = sum(isinstance(m, self.block_class) for m in model.modules())
-        # experts that train (full fine-tuning, ESFT) come back whole for the final save; frozen ones (LoRA) stay split:
-        # the adapter and the router bias are all a LoRA run saves, and gathering them would cost a full model
-        self.trains_experts = any(p.requires_grad for n, p in model.named_parameters() if ".mlp.experts." in n)
+        # a run that saves whole weights (no LoRA: full fine-tuning, ESFT, frozen experts too) gets its experts back
+        # whole; a LoRA run saves its adapter and router bias, so its experts stay split (gathering them would cost
+        # a full model)
+        self.saves_whole = not hasattr(model, "peft_config")
         self.moe_callback, self.esft_selection = moe_callback, esft_selection
         self.restored = 0
         self.finished = False  # set on every process when training ends (rank 0 alone holds whole experts then)
@@ -241,6 +243,6 @@ class ExpertParallelCallback(TrainerCallback):
             mask_local_experts(model, self.esft_selection)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        if self.trains_experts:  # rank 0 saves: it alone gets the whole experts
+        if self.saves_whole:  # rank 0 saves: it alone gets the whole experts
             self.restored = restore_hf_layout(model, self.block_class, self.config)
         self.finished = True
