@@ -207,11 +207,10 @@ def expert_parallel_problem(recipe, stage: int) -> str | None:
 
 def autoep_section(recipe, model_type: str | None) -> dict:
     """DeepSpeed's `expert_parallel` section for the recipe's model (AutoEP's DeepSeek preset, found under PEFT too)."""
-    preset = {"deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2"}.get(model_type or "")
-    if preset is None:
+    if model_type not in ("deepseek_v3", "deepseek_v2"):  # AutoEP's preset names are the model types
         raise WorkbenchError(f"train.expert_parallel: AutoEP's presets here cover DeepSeek-V2/V3 MoE models; this model "
                              f"is '{model_type or 'unknown'}': drop train.expert_parallel")
-    return {"enabled": True, "autoep_size": recipe.train.expert_parallel, "preset_model": preset,
+    return {"enabled": True, "autoep_size": recipe.train.expert_parallel, "preset_model": model_type,
             # a PEFT wrapper puts the blocks under base_model.model.: the preset's pattern, with any prefix
             "moe_layer_pattern": r"(?:.+\.)?model\.layers\.\d+\.mlp"}
 

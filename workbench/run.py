@@ -397,9 +397,7 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
                                                            callbacks, reference=reference, deepspeed=ds_config, **extra)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])
     if recipe.train.expert_parallel > 1:  # AutoEP swaps the MoE blocks when the trainer starts DeepSpeed
-        from workbench.moe.expert_parallel import ExpertParallelCallback
-
-        from workbench.moe.expert_parallel import save_in_hf_layout
+        from workbench.moe.expert_parallel import ExpertParallelCallback, save_in_hf_layout
 
         ep_callback = ExpertParallelCallback(trainer.model, moe, selection if recipe.peft.type == "none" else None)
         # first in line: the gathers at the end run before any rank-0-only work of the other callbacks
