@@ -22,12 +22,12 @@ modules_to_save) from recipes/legal.yaml, and train the recipe's training split 
                         checkpointing on CPU, train_sampling_strategy="group_by_length", assistant_only_loss=True
                         (the embedded chat template marks assistant turns), and the recipe's schedule, warm-up,
                         weight decay and clipping. TUNED_CANDIDATES are the other flags tried on it.
-  workbench             `workbench.run.build(load_recipe("legal", ...))` as the recipe stands (telemetry on)
+  workbench             `workbench.train.build.build(load_recipe("legal", ...))` as the recipe stands (telemetry on)
   workbench_no_telemetry  the same with moe.telemetry=false (moe.balance=none); the telemetry runs also time their
                         hooks and callback directly: that share of step time must be <= 5%
   workbench_tuned       the recipe plus RECOMMENDED overrides (only when RECOMMENDED is non-empty)
 Also, once each: the sandbox (programs/s over the 164 HumanEval canonical solutions) and lm-eval (requests/s on
-the local MMLU task), skipped when workbench/sandbox.py or workbench/evaluate.py is absent.
+the local MMLU task), skipped when workbench/evaluate/sandbox.py or workbench/evaluate/harness.py is absent.
 
 Measured (see benchmarks/workloads.py for the exact definitions): real tokens/s (input tokens that are not
 padding) and real tokens per CPU-second of the child (on a machine shared with other work this moves far less than

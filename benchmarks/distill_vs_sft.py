@@ -7,7 +7,7 @@ Needs a finished `legal-teacher` run (`make finetune RECIPE=legal-teacher`). For
 the same preset weights and train the same number of optimizer steps over the same rows (train.seed) with the same
 schedule; the SFT student with the workbench's SFT defaults (length-grouped batches, assistant-only loss), the
 distilled one in random batches (GKD's sampler). Both are then scored by one function
-(`workbench.methods.distill.held_out`) on the recipe's held-out rows, which the teacher's run held out as well: the
+(`workbench.train.methods.distill.held_out`) on the recipe's held-out rows, which the teacher's run held out as well: the
 forward KL to the teacher and the cross-entropy on the reference answers, per answer token (the last assistant
 turn). Prints a table and the mean differences with their standard errors over seeds.
 """
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def train(method: str, seed: int, steps: int | None, out: Path, extra: list[str]):
-    from workbench.config import load_recipe
-    from workbench.run import build
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
 
     overrides = [f"train.seed={seed}", f"train.output_dir={out}", "eval.suite=null", "track.experiment=distill-vs-sft"]
     overrides += extra if method == "distill" else []
@@ -47,10 +47,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
 
-    from workbench.config import load_recipe
-    from workbench.methods.distill import held_out
-    from workbench.model import load_model
-    from workbench.preflight import pinned_model
+    from workbench.recipe.load import load_recipe
+    from workbench.train.methods.distill import held_out
+    from workbench.model.load import load_model
+    from workbench.train.plan import pinned_model
 
     recipe = load_recipe("legal-distill", args.distill)
     teacher, _ = load_model(pinned_model(recipe, "teacher"))

@@ -66,7 +66,7 @@ def gpu_model_dir() -> str:
     import torch
     from transformers import AutoTokenizer, DeepseekV3ForCausalLM
 
-    from workbench.model import preset_dir
+    from workbench.model.presets import preset_dir
     from workbench.paths import cache_dir
 
     target = cache_dir() / "models" / "bench-deepseek-v3-1b-seed0"

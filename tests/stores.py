@@ -152,7 +152,7 @@ def claims_db(request, tmp_path):
     server = request.getfixturevalue("postgres")
     if not getattr(server, "claims_url", None):
         server.claims_url = server.create_database("claims")
-    from workbench.claims import CLAIMS_TABLE
+    from workbench.schedule.claims import CLAIMS_TABLE
 
     server.execute("claims", f"DROP TABLE IF EXISTS {CLAIMS_TABLE}")
     return server.claims_url

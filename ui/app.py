@@ -16,7 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ui.views` when run as a script
 
 from ui.views import common, compare, evaluations, routing, runs  # noqa: E402
-from workbench import dashboard_data as dd  # noqa: E402
+from workbench.track import dashboard_data as dd  # noqa: E402
 
 PAGES = {"Runs": runs.render, "Compare": compare.render, "Routing": routing.render,
          "Evaluations": evaluations.render}

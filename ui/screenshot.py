@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=APP.parent / "screenshots")
     args = parser.parse_args()
     sys.path.insert(0, str(APP.parent.parent))
-    from workbench import dashboard_data as dd
+    from workbench.track import dashboard_data as dd
 
     frame = dd.runs_frame(args.uri)
     newest = frame.head(2).iloc[::-1]

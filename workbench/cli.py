@@ -100,9 +100,9 @@ def cmd_finetune(args) -> int:
     import time
 
     from workbench import console
-    from workbench.config import load_recipe
-    from workbench.run import build
-    from workbench.run_report import describe, summarize
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
+    from workbench.train.report import describe, summarize
 
     start = time.perf_counter()
     recipe = load_recipe(args.recipe, args.overrides)
@@ -122,8 +122,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from workbench.config import load_recipe
-    from workbench.preflight import preflight
+    from workbench.recipe.load import load_recipe
+    from workbench.train.plan import preflight
 
     recipe = load_recipe(args.recipe, args.overrides)
     checked = preflight(recipe)  # exactly what `finetune` checks before it opens a run
@@ -152,7 +152,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from workbench.export import export
+    from workbench.export.merge import export
 
     result = export(args.run, out=args.out, tolerance=args.tolerance)
     if result.against == "trained":
@@ -170,7 +170,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_apply_patch(args) -> int:
-    from workbench.export import apply_patch_to_dir
+    from workbench.export.merge import apply_patch_to_dir
 
     print(f"patched model: {apply_patch_to_dir(args.patch_dir, args.out)}")
     return 0
@@ -179,7 +179,7 @@ def cmd_apply_patch(args) -> int:
 def cmd_eval(args) -> int:
     import time
 
-    from workbench.evaluate import check_suite, format_scores, load_target, log_to_run, run_suite
+    from workbench.evaluate.harness import check_suite, format_scores, load_target, log_to_run, run_suite
 
     start = time.perf_counter()
     check_suite(args.suite, args.source, args.limit)  # fail on bad input before loading a model
@@ -195,8 +195,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from workbench.evaluate import check_suite
-    from workbench.schedule import ScheduleConfig, run_schedule
+    from workbench.evaluate.harness import check_suite
+    from workbench.schedule.scheduler import ScheduleConfig, run_schedule
 
     check_suite(args.suite, "local", args.limit)
     if not (args.every is not None or args.cron or args.once or args.reset):
@@ -217,13 +217,16 @@ def cmd_schedule(args) -> int:
 def cmd_estimate(args) -> int:
     import json
 
-    from workbench.config import load_recipe
-    from workbench.estimate import estimate, render
+    from workbench.recipe.load import load_recipe
+    from workbench.scale.estimate import estimate, render
 
     for flag, value in (("--gpus", args.gpus), ("--nodes", args.nodes), ("--gpu-memory", args.gpu_memory)):
         if value <= 0:
             raise WorkbenchError(f"estimate: {flag} must be > 0, got {value:g}")
     recipe = load_recipe(args.recipe, args.overrides)
+    from workbench.train.plan import check_references
+
+    check_references(recipe)  # its DeepSpeed config, as finetune reads it
     result = estimate(recipe, gpus_per_node=args.gpus, nodes=args.nodes, gpu_memory_gib=args.gpu_memory,
                       expert_parallel=args.expert_parallel)
     print(json.dumps(result, indent=2) if args.json else render(result, recipe))
@@ -233,7 +236,7 @@ def cmd_estimate(args) -> int:
 def cmd_contamination(args) -> int:
     import json
 
-    from workbench.contamination import check, render
+    from workbench.evaluate.contamination import check, render
 
     report = check(args.train, args.eval, n=args.ngram)
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
@@ -241,14 +244,14 @@ def cmd_contamination(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from workbench.runs import list_runs
+    from workbench.track.runs import list_runs
 
     list_runs(args.recipe, limit=args.limit)
     return 0
 
 
 def cmd_show(args) -> int:
-    from workbench.runs import show_run
+    from workbench.track.runs import show_run
 
     show_run(args.run)
     return 0

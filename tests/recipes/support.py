@@ -14,7 +14,7 @@ def killed_after(recipe, step: int):
     import pytest
     from transformers import TrainerCallback
 
-    from workbench.run import build
+    from workbench.train.build import build
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

@@ -50,7 +50,7 @@ def _model_dir(tmp_path, name, drop=(), edit=None):
     """A copy of the tiny preset's files with some left out or one rewritten."""
     import shutil
 
-    from workbench.model import preset_dir
+    from workbench.model.presets import preset_dir
 
     folder = tmp_path / name
     shutil.copytree(preset_dir("deepseek-v3-tiny", 0), folder, ignore=shutil.ignore_patterns(*drop))
@@ -61,7 +61,7 @@ def _model_dir(tmp_path, name, drop=(), edit=None):
 
 
 def _bad_config_values(tmp_path):
-    from workbench.model import preset_dir
+    from workbench.model.presets import preset_dir
 
     config = json.loads((preset_dir("deepseek-v3-tiny", 0) / "config.json").read_text())
     return _model_dir(tmp_path, "bad-values", edit=("config.json", json.dumps({**config, "hidden_size": "big"})))

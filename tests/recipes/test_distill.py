@@ -9,11 +9,12 @@ import mlflow
 import pytest
 from support import FAST
 
-from workbench.config import load_recipe
+from workbench.recipe.load import load_recipe
 from workbench.errors import WorkbenchError
-from workbench.methods.distill import held_out
-from workbench.model import load_model, preset_dir
-from workbench.preflight import preflight
+from workbench.train.methods.distill import held_out
+from workbench.model.load import load_model
+from workbench.model.presets import preset_dir
+from workbench.train.plan import preflight
 
 
 def test_a_teacher_with_another_vocabulary_is_one_line_before_any_run_opens(tmp_path, finetune_cli):
@@ -33,7 +34,7 @@ def test_a_teacher_with_another_vocabulary_is_one_line_before_any_run_opens(tmp_
 
 def test_a_teacher_with_the_same_size_but_another_tokenizer_is_refused(tmp_path):
     from workbench.paths import project_root
-    from workbench.tokenizer import build_tokenizer
+    from workbench.model.tokenizer import build_tokenizer
 
     base = preset_dir("deepseek-v3-tiny", 0)
     other = tmp_path / "other-tokenizer"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench import eval_tasks
-from workbench.eval_tasks import load_suites, task_dir
-from workbench.evaluate import flat_scores, run_suite
-from workbench.model import preset_dir
-from workbench.sandbox import isolation, isolation_summary
+from workbench.evaluate import tasks as eval_tasks
+from workbench.evaluate.tasks import load_suites, task_dir
+from workbench.evaluate.harness import flat_scores, run_suite
+from workbench.model.presets import preset_dir
+from workbench.evaluate.sandbox import isolation, isolation_summary
 
 LIMIT = 2
 GEN = {"max_gen_toks": 32}  # the same override on both sides keeps the generation tasks to seconds
@@ -97,7 +97,7 @@ def test_scores_equal_lm_eval_cli_for_every_local_task(tiny, parity_suite, tmp_p
 
 
 def test_chat_scores_equal_lm_eval_cli_with_apply_chat_template(tiny, chat_suite, tmp_path):
-    from workbench.tokenizer import ASSISTANT, BOS, USER
+    from workbench.model.tokenizer import ASSISTANT, BOS, USER
 
     model, tokenizer = tiny
     ours = run_suite(model, tokenizer, "chat", limit=LIMIT, batch_size=8)

@@ -6,9 +6,9 @@ import json
 import pytest
 from support import history, killed_after
 
-from workbench.config import load_recipe
+from workbench.recipe.load import load_recipe
 from workbench.errors import WorkbenchError
-from workbench.preflight import preflight
+from workbench.train.plan import preflight
 
 # from the preset (no SFT run needed), few prompts, short completions
 QUICK = ["model.from_run=null", "model.name=deepseek-v3-tiny", "train.max_steps=3", "train.batch_size=8",
@@ -70,13 +70,13 @@ def test_the_mixtral_aux_loss_of_trl_stays_off_on_v3(tiny, tmp_path):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from workbench.data import Splits
-    from workbench.methods import grpo
+    from workbench.data.load import Splits
+    from workbench.train.methods import grpo
 
     model, tokenizer = copy.deepcopy(tiny[0]), tiny[1]
     model.config.router_aux_loss_coef, model.config.output_router_logits = 0.01, False
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "How many judges?"}], "answer": "3"}] * 4)
-    from workbench import rewards
+    from workbench.evaluate import rewards
 
     plain = GRPOTrainer(model=copy.deepcopy(model), reward_funcs=rewards.build({"math_answer": 1.0})[0], train_dataset=rows,
                         processing_class=tokenizer,
@@ -147,7 +147,7 @@ def test_a_lora_grpo_run_killed_after_a_checkpoint_resumes_and_reports_its_gain(
     adapter trains on, the held-out start measured before the crash is the one the gain is computed from."""
     import mlflow
 
-    from workbench.run import build
+    from workbench.train.build import build
 
     rows = [json.loads(line) for line in open("data/legal-calc/heldout.jsonl")][:4]
     heldout = _write(tmp_path, rows, "heldout.jsonl")

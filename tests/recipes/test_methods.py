@@ -7,8 +7,8 @@ import mlflow
 import pytest
 from support import FAST, history, killed_after
 
-from workbench.config import load_recipe
-from workbench.run import build
+from workbench.recipe.load import load_recipe
+from workbench.train.build import build
 
 @pytest.mark.parametrize("peft", ["lora", "none"])
 def test_sft_lowers_eval_loss_and_records_the_run(train, peft):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from support import FAST, history
 
-from workbench.export import export, sample_logits
-from workbench.model import load_final, load_model
+from workbench.export.merge import export, sample_logits
+from workbench.model.load import load_final, load_model
 from workbench.moe.routing import find_decoders, find_routers
 
 STEPS = ["train.max_steps=16", "train.eval_steps=16", "moe.telemetry_every=4", "data.max_rows=96"]
@@ -128,8 +128,8 @@ def test_aux_free_under_gradient_accumulation_updates_once_per_optimizer_step(tr
 
 
 def test_aux_free_with_dpo_counts_only_the_policy(isolated):
-    from workbench.config import load_recipe
-    from workbench.run import build
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
 
     recipe = load_recipe("legal-dpo", isolated["overrides"] + FAST + [
         "model.from_run=null", "train.max_steps=2", "train.eval_steps=100", "moe.balance=aux_free",

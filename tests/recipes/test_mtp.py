@@ -10,11 +10,12 @@ import torch
 from safetensors import safe_open
 from support import FAST, history, killed_after
 
-from workbench import mtp
-from workbench.config import load_recipe
+from workbench.model import mtp
+from workbench.model import speculative
+from workbench.recipe.load import load_recipe
 from workbench.errors import WorkbenchError
-from workbench.model import preset_dir
-from workbench.preflight import preflight
+from workbench.model.presets import preset_dir
+from workbench.train.plan import preflight
 
 
 def _mtp_tensors(folder):
@@ -30,7 +31,7 @@ def _mtp_tensors(folder):
 def test_the_mtp_head_learns_and_the_export_speculates_exactly_with_plain_transformers(train_recipe, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workbench.export import export
+    from workbench.export.merge import export
 
     common = FAST + ["train.max_steps=30", "train.eval_steps=30", "eval.suite=null", "mtp.speculative_prompts=4",
                      "mtp.speculative_tokens=24"]
@@ -61,7 +62,7 @@ def test_the_mtp_head_learns_and_the_export_speculates_exactly_with_plain_transf
         ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         greedy = plain.generate(**ids, max_new_tokens=24, do_sample=False)
         stats = {"forwards": 0, "proposed": 0, "accepted": 0}
-        with mtp._count_drafts(stats):
+        with speculative._count_drafts(stats):
             fast = plain.generate(**ids, max_new_tokens=24, do_sample=False, use_mtp=True)
         assert torch.equal(greedy, fast), prompt
         accepted, proposed = accepted + stats["accepted"], proposed + stats["proposed"]
@@ -87,7 +88,7 @@ def test_lora_reaches_the_mtp_block_and_its_router_counts_in_the_telemetry(train
     assert history(client, run.tracker.run_id, "moe/layer4/max_over_mean")
 
     # a full fine-tune from this LoRA run without MTP keeps the LoRA run's MTP layer, adapters merged
-    from workbench.model import load_final
+    from workbench.model.load import load_final
 
     merged, _ = load_final(run.output_dir / "final")
     expected = {f"model.layers.4.{k}": v for k, v in mtp.mtp_layers(merged)[0].state_dict().items()}
@@ -116,7 +117,7 @@ def test_mtp_recipes_that_cannot_work_stop_in_preflight(overrides, message):
 
 
 def test_an_mtp_run_killed_after_a_checkpoint_resumes_with_its_trained_mtp_layer(isolated):
-    from workbench.run import build
+    from workbench.train.build import build
 
     recipe = load_recipe("legal-mtp", FAST + isolated["overrides"] + [
         "train.max_steps=4", "train.save_steps=2", "mtp.speculative_prompts=0", "moe.telemetry=false"])

@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 
-from workbench import eval_tasks
-from workbench.eval_tasks import task_dir
-from workbench.evaluate import flat_scores, run_suite
-from workbench.model import preset_dir
+from workbench.evaluate import tasks as eval_tasks
+from workbench.evaluate.tasks import task_dir
+from workbench.evaluate.harness import flat_scores, run_suite
+from workbench.model.presets import preset_dir
 
 MC_ROWS = [
     {"question": "Which food is toxic to dogs?", "choices": ["Chocolate", "Carrots", "Rice", "Apples"], "answer": 0},
@@ -34,7 +34,7 @@ def _write(path, rows):
 
 
 def _lm_eval_cli(tasks: list[str], folder, out) -> tuple[dict, dict]:
-    # The workbench loads the model with eager experts on CPU (workbench.model.experts_implementation); the same
+    # The workbench loads the model with eager experts on CPU (workbench.model.device.experts_implementation); the same
     # kernel here, or grouped_mm's other summation order moves a log-likelihood in its 7th digit now and then.
     model_args = f"pretrained={preset_dir('deepseek-v3-tiny', 0)},dtype=float32,experts_implementation=eager"
     cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", model_args, "--tasks", ",".join(tasks),

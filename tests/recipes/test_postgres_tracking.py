@@ -15,9 +15,9 @@ def test_a_fine_tune_tracked_on_postgresql_is_read_back_and_scored_once_by_the_s
         postgres, mlflow_pg_uri, tmp_path, monkeypatch):
     import mlflow
 
-    from workbench.config import load_recipe
-    from workbench.run import build
-    from workbench.schedule import ClaimStore, ScheduleConfig, tick
+    from workbench.recipe.load import load_recipe
+    from workbench.train.build import build
+    from workbench.schedule.scheduler import ClaimStore, ScheduleConfig, tick
 
     experiment = f"legal-pg-{uuid.uuid4().hex[:8]}"  # the session shares one MLflow database
     client = mlflow.MlflowClient(mlflow_pg_uri)

@@ -10,8 +10,8 @@ import mlflow
 import pytest
 from support import FAST, history
 
-from workbench.config import load_recipe
-from workbench.run import build
+from workbench.recipe.load import load_recipe
+from workbench.train.build import build
 
 SHORT = FAST + ["train.max_steps=6", "train.eval_steps=100", "train.save_steps=100"]
 
@@ -85,7 +85,7 @@ def test_before_and_after_scores_come_with_a_paired_sign_test(train):
 
 
 def test_export_is_compared_with_the_trained_model_on_inputs_reaching_every_expert(train):
-    from workbench.export import export
+    from workbench.export.merge import export
 
     run, client = train("legal-lora-experts", SHORT)
     result = export(str(run.output_dir / "final"))
@@ -101,7 +101,7 @@ def test_a_weight_that_was_saved_wrong_fails_the_export(train):
     from safetensors.torch import load_file, save_file
 
     from workbench.errors import WorkbenchError
-    from workbench.export import export
+    from workbench.export.merge import export
 
     run, _ = train("legal", SHORT)
     adapter = run.output_dir / "final" / "adapter_model.safetensors"
@@ -116,7 +116,7 @@ def test_a_weight_that_was_saved_wrong_fails_the_export(train):
 def test_zero3_leaf_flag_is_set_on_every_moe_block_and_nothing_else(tiny):
     from deepspeed.utils import z3_leaf_module
 
-    from workbench.distributed import register_moe_leaves
+    from workbench.scale.deepspeed import register_moe_leaves
 
     model, _ = tiny
     assert register_moe_leaves(model) == ["DeepseekV3MoE"]
@@ -138,7 +138,7 @@ def test_zero3_from_a_lora_run_asks_for_an_export_first(train, isolated, capsys)
 
 
 def test_preflight_reads_the_base_runs_own_config_for_from_run(train):
-    from workbench.preflight import preflight
+    from workbench.train.plan import preflight
 
     sft, _ = train("legal", ["train.max_steps=1", "train.eval_steps=100"], out="sft")
     checked = preflight(load_recipe("legal", [f"model.from_run={sft.tracker.run_id}",

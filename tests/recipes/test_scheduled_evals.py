@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from workbench.schedule import ClaimStore, ScheduleConfig, claims_url, tick
+from workbench.schedule.scheduler import ClaimStore, ScheduleConfig, claims_url, tick
 
 METRIC = "eval/legal_mc/acc_none"
 

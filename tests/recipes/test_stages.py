@@ -7,9 +7,9 @@ import torch
 from support import FAST
 from transformers import TrainerCallback
 
-from workbench.config import load_recipe
-from workbench.run import build
-from workbench.stages import group_of, starts
+from workbench.recipe.load import load_recipe
+from workbench.train.build import build
+from workbench.train.stages import group_of, starts
 
 STEPS = 8  # legal-staged's shares 0.25 / 0.5 / 0.25: steps 1-2, 3-6, 7-8
 EXPECTED = {1: {"routed_experts", "shared_experts", "embeddings", "lm_head"}, 2: "all", 3: {"router"}}

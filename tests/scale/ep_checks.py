@@ -27,9 +27,9 @@ def fail(message: str) -> None:
 def main() -> None:
     import deepspeed
 
-    from workbench.config import ModelConfig
-    from workbench.model import load_model
-    from workbench.moe.expert_parallel import autoep_layers, hf_state_dict, restore_hf_layout
+    from workbench.recipe.schema import ModelConfig
+    from workbench.model.load import load_model
+    from workbench.scale.expert_parallel import autoep_layers, hf_state_dict, restore_hf_layout
     from workbench.moe.plugin import _all_reduce
     from workbench.moe.routing import RoutingRecorder
 

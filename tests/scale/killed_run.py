@@ -5,8 +5,8 @@ import sys
 
 from transformers import TrainerCallback
 
-from workbench.config import load_recipe
-from workbench.run import build
+from workbench.recipe.load import load_recipe
+from workbench.train.build import build
 
 
 class Kill(TrainerCallback):

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from workbench import distributed
-from workbench.config import load_recipe
+from workbench.scale import deepspeed as distributed
+from workbench.recipe.load import load_recipe
+from workbench.train.plan import check_references
 from workbench.errors import WorkbenchError
 
 
@@ -35,7 +36,7 @@ def test_a_value_that_contradicts_the_recipe_names_both_keys(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 2}))
     with pytest.raises(WorkbenchError, match=r"train_micro_batch_size_per_gpu is 2 .* train.batch_size gives 8"):
-        load_recipe("legal", [f"train.deepspeed={path}", "train.batch_size=8"])
+        check_references(load_recipe("legal", [f"train.deepspeed={path}", "train.batch_size=8"]))
 
 
 def test_explicit_values_that_agree_are_accepted(tmp_path):
@@ -64,7 +65,7 @@ def test_a_scheduler_section_is_refused(tmp_path):
     path = tmp_path / "sched.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR"}}))
     with pytest.raises(WorkbenchError, match="scheduler"):
-        load_recipe("legal", [f"train.deepspeed={path}"])
+        check_references(load_recipe("legal", [f"train.deepspeed={path}"]))
 
 
 def test_moe_blocks_are_found_for_the_zero3_leaf(tiny):

@@ -36,8 +36,8 @@ def test_zero3_offload_on_cpu_matches_plain_training_and_reloads(tmp_path):
     import mlflow
     import torch
 
-    from workbench.config import ModelConfig
-    from workbench.model import load_final, load_model
+    from workbench.recipe.schema import ModelConfig
+    from workbench.model.load import load_final, load_model
 
     plain_id, _ = _finetune(tmp_path, "plain", [])
     ds_id, ds_final = _finetune(tmp_path, "zero3", ["train.deepspeed=zero3_offload"])

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from workbench.config import load_recipe
-from workbench.estimate import GIB, deepspeed_estimate, model_states
+from workbench.recipe.load import load_recipe
+from workbench.scale.estimate import GIB, deepspeed_estimate, model_states
 
 N, LARGEST = 15_700_000_000, 550_000_000
 

@@ -96,7 +96,7 @@ def test_autoep_blocks_route_count_and_restore_like_transformers(tmp_path, world
 @pytest.mark.slow
 def test_lora_under_expert_parallelism_trains_like_one_process(tmp_path):
     """legal (LoRA on attention, the routed experts frozen): the losses of one process, an adapter that reloads."""
-    from workbench.model import load_final
+    from workbench.model.load import load_final
 
     single_id = _finetune(tmp_path, "legal", "single", ["train.batch_size=8"])
     ep_id = _finetune(tmp_path, "legal", "ep", EP, ranks=2)
@@ -164,8 +164,8 @@ def test_full_esft_under_expert_parallelism_trains_only_the_selected_experts(tmp
     assert sorted(patch) == sorted(single) and patch
     assert max((patch[k] - single[k]).abs().max().item() for k in patch) < 1e-4
 
-    from workbench.config import ModelConfig
-    from workbench.model import load_model
+    from workbench.recipe.schema import ModelConfig
+    from workbench.model.load import load_model
 
     base, _ = load_model(ModelConfig())
     tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "ep" / "final")

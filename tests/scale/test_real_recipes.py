@@ -2,10 +2,10 @@
 
 import pytest
 
-from workbench import distributed
-from workbench.config import load_recipe
-from workbench.estimate import architecture, meta_model
-from workbench.lora import wrap
+from workbench.scale import deepspeed as distributed
+from workbench.recipe.load import load_recipe
+from workbench.scale.estimate import architecture, meta_model
+from workbench.model.lora import wrap
 from workbench.moe.targets import expected_counts, resolve_targets
 
 REAL = {  # model type, hidden size, GPUs

@@ -50,7 +50,7 @@ def main() -> None:
     import mlflow  # noqa: F401  - imports are not what we measure
     import plotly.graph_objects  # noqa: F401
 
-    from workbench import dashboard_data as dd
+    from workbench.track import dashboard_data as dd
 
     start = time.perf_counter()
     frame = dd.runs_frame(uri)

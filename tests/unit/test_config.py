@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.config import SECTIONS, load_recipe
+from workbench.recipe.schema import SECTIONS
+from workbench.recipe.load import load_recipe
+from workbench.train.plan import check_references
 from workbench.errors import WorkbenchError
 from workbench.paths import project_root
 
@@ -20,6 +22,7 @@ RECIPES = sorted((project_root() / "recipes").rglob("*.yaml"))
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_shipped_recipe_validates_and_starts_with_its_command(path):
     recipe = load_recipe(str(path))
+    check_references(recipe)
     assert recipe.name == path.stem
     first = path.read_text().splitlines()[0]
     assert first.startswith("# ") and ("make " in first or "workbench " in first), first
@@ -222,8 +225,10 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
     ],
 )
 def test_bad_recipes_name_file_and_key(tmp_path, text, overrides, expected):
+    """The schema's checks, and the references the plan resolves (suites, rewards, DeepSpeed configs), name the
+    file and the key alike."""
     with pytest.raises(WorkbenchError) as err:
-        load_recipe(_write(tmp_path, text), overrides)
+        check_references(load_recipe(_write(tmp_path, text), overrides))
     message = str(err.value)
     assert expected in message
     assert message.startswith(f"{tmp_path / 'bad.yaml'}: ") and "\n" not in message

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from workbench.cli import main
-from workbench.contamination import Overlap, check, overlapping_rows, suite_data_files
+from workbench.evaluate.contamination import Overlap, check, overlapping_rows, suite_data_files
 from workbench.errors import WorkbenchError
-from workbench.model import tokenizer_corpus
+from workbench.model.presets import tokenizer_corpus
 from workbench.paths import project_root
 
 LEGAL = project_root() / "data" / "legal"

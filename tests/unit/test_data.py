@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from workbench.config import DataConfig
-from workbench.data import load_dataset
+from workbench.recipe.schema import DataConfig
+from workbench.data.load import load_dataset
 from workbench.errors import WorkbenchError
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.methods.distill import WorkbenchDistillTrainer, token_divergence
+from workbench.train.methods.distill import WorkbenchDistillTrainer, token_divergence
 
 V = 11
 

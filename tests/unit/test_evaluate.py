@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench import eval_tasks
+from workbench.evaluate import tasks as eval_tasks
 from workbench.errors import WorkbenchError
-from workbench.eval_tasks import SuiteTask, lm_eval_tasks_dir, load_suites, suite_tasks, task_dir, task_manager
-from workbench.evaluate import check_suite, flat_scores, load_target, log_to_run, score_name
+from workbench.evaluate.tasks import SuiteTask, lm_eval_tasks_dir, load_suites, suite_tasks, task_dir, task_manager
+from workbench.evaluate.harness import check_suite, flat_scores, load_target, log_to_run, score_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_ROWS = {"mmlu_local": 72, "gsm8k_local": 66, "humaneval_local": 164, "legal_mc": 149, "legal_cloze": 149}
@@ -106,7 +106,7 @@ def test_evaluation_leaves_the_callers_random_generators_alone():
     import numpy as np
     import torch
 
-    from workbench.evaluate import _caller_rng_kept
+    from workbench.evaluate.harness import _caller_rng_kept
 
     torch.manual_seed(7), np.random.seed(7), random.seed(7)
     expected = torch.rand(3), np.random.rand(), random.random()
@@ -200,8 +200,8 @@ def test_humaneval_metric_fails_a_correct_solution_that_exits_before_the_tests(h
 
 
 def test_only_suites_with_a_code_task_need_the_sandbox(monkeypatch):
-    from workbench import sandbox
-    from workbench.evaluate import _runs_code, run_suite
+    from workbench.evaluate import sandbox
+    from workbench.evaluate.harness import _runs_code, run_suite
 
     manager = task_manager()
     assert [_runs_code(manager, t) for t in ("humaneval_local", "humaneval_hub", "mmlu_local", "gsm8k_local",

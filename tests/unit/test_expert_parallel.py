@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from workbench import distributed
-from workbench.config import load_recipe
+from workbench.scale import deepspeed as distributed
+from workbench.recipe.load import load_recipe
+from workbench.train.plan import check_references
 from workbench.errors import WorkbenchError
-from workbench.moe.expert_parallel import check_model
+from workbench.scale.expert_parallel import check_model
 
 
 class _Config:
@@ -70,7 +71,7 @@ def test_a_json_config_of_the_wrong_stage_is_refused(tmp_path, stage, expected):
     path.write_text(json.dumps({"zero_optimization": {"stage": stage}, "optimizer": {"type": "AdamW", "params": {}}}))
     with pytest.raises(WorkbenchError, match="train.expert_parallel: 2 needs ZeRO stage"):
         try:
-            load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])
+            check_references(load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"]))
         except WorkbenchError as exc:
             assert expected in str(exc)
             raise
@@ -81,7 +82,7 @@ def test_a_json_config_with_its_own_autoep_section_is_refused(tmp_path):
     path.write_text(json.dumps({"zero_optimization": {"stage": 2},
                                 "expert_parallel": {"enabled": True, "autoep_size": 4}}))
     with pytest.raises(WorkbenchError, match="remove the 'expert_parallel' section; set train.expert_parallel: N"):
-        load_recipe("legal", [f"train.deepspeed={path}"])
+        check_references(load_recipe("legal", [f"train.deepspeed={path}"]))
 
 
 def test_a_json_config_without_an_optimizer_section_is_refused(tmp_path):
@@ -89,16 +90,16 @@ def test_a_json_config_without_an_optimizer_section_is_refused(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
     with pytest.raises(WorkbenchError, match="needs the DeepSpeed config's own 'optimizer' section"):
-        load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"])
+        check_references(load_recipe("legal", [f"train.deepspeed={path}", "train.expert_parallel=2"]))
 
 
 def test_a_run_without_lora_gets_whole_experts_back_even_when_they_are_frozen():
     """Whether the experts are gathered at the end follows what the run saves (whole weights or an adapter), not
     whether they trained: a full fine-tune with frozen experts still writes every expert into final/."""
-    from workbench.config import ModelConfig
-    from workbench.lora import wrap
-    from workbench.model import load_model
-    from workbench.moe.expert_parallel import ExpertParallelCallback
+    from workbench.recipe.schema import ModelConfig
+    from workbench.model.lora import wrap
+    from workbench.model.load import load_model
+    from workbench.scale.expert_parallel import ExpertParallelCallback
 
     model, _ = load_model(ModelConfig())
     for name, param in model.named_parameters():

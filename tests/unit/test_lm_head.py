@@ -1,14 +1,14 @@
-"""The compact loss head (workbench/methods/lm_head.py) against TRL's fused head, on the legal recipe's LoRA model."""
+"""The compact loss head (workbench/train/methods/lm_head.py) against TRL's fused head, on the legal recipe's LoRA model."""
 
 import copy
 
 import pytest
 import torch
 
-from workbench.config import load_recipe
-from workbench.data import load_dataset
-from workbench.lora import wrap
-from workbench.methods import sft
+from workbench.recipe.load import load_recipe
+from workbench.data.load import load_dataset
+from workbench.model.lora import wrap
+from workbench.train.methods import sft
 
 OVERRIDES = ["data.max_rows=16", "eval.suite=null", "train.batch_size=4"]
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from workbench.config import ModelConfig
+from workbench.recipe.schema import ModelConfig
 from workbench.errors import WorkbenchError
-from workbench.model import load_model, preset_dir
+from workbench.model.load import load_model
+from workbench.model.presets import preset_dir
 
 
 def test_tiny_preset_is_a_real_deepseek_v3(tiny):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from workbench.config import PeftConfig
+from workbench.recipe.schema import PeftConfig
 from workbench.errors import WorkbenchError
-from workbench.lora import wrap
+from workbench.model.lora import wrap
 
 
 @pytest.fixture

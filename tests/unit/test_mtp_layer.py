@@ -1,13 +1,16 @@
-"""The MTP layer (workbench.mtp): DeepSeek's checkpoint layout, the same computation as transformers' own MtpModel
+"""The MTP layer (workbench.model.mtp): DeepSeek's checkpoint layout, the same computation as transformers' own MtpModel
 (which `generate(use_mtp=True)` runs), and a loss on the answer tokens two ahead only."""
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from workbench import mtp
-from workbench.config import ModelConfig
-from workbench.model import _from_pretrained, preset_dir
+from workbench.model import mtp
+from workbench.model import speculative
+from workbench.train import mtp as mtp_training
+from workbench.recipe.schema import ModelConfig
+from workbench.model.load import _from_pretrained
+from workbench.model.presets import preset_dir
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +45,12 @@ def test_the_training_forward_computes_what_transformers_mtp_model_drafts_with(s
     model, _ = _from_pretrained(str(folder), ModelConfig(name=str(folder)))  # save_pretrained left dtype as text
     model.eval()
     ids = torch.randint(3, 8000, (1, 14), generator=torch.Generator().manual_seed(0))
-    capture = mtp.HiddenCapture(model)
+    capture = mtp_training.HiddenCapture(model)
     with torch.no_grad():
         out = model(input_ids=ids, output_hidden_states=True)
         hidden = capture.take()
         assert torch.equal(out.hidden_states[-1], hidden)  # what MTPCandidateGenerator hands the MTP layer
-        ours = model.lm_head(mtp.mtp_forward(model, hidden, ids))
+        ours = model.lm_head(mtp_training.mtp_forward(model, hidden, ids))
         with mtp._mtp_key_pattern(model), mtp.detached(model):  # transformers reads the saved files itself
             theirs_model = MtpModel.from_pretrained(model)
         positions = torch.arange(1, 14).unsqueeze(0)
@@ -77,12 +80,12 @@ def test_the_mtp_loss_counts_only_labelled_tokens_two_ahead_and_ignores_padding(
     ids = torch.randint(3, 8000, (1, 12), generator=generator)
     labels = ids.clone()
     labels[0, :6] = -100  # the prompt
-    capture = mtp.HiddenCapture(model)
+    capture = mtp_training.HiddenCapture(model)
     with torch.no_grad():
         model(input_ids=ids)
         hidden = capture.take()
-        total, count, _ = mtp.mtp_loss(model, hidden, ids, labels)
-        states = mtp.mtp_forward(model, hidden, ids)  # state j predicts token j + 2
+        total, count, _ = mtp_training.mtp_loss(model, hidden, ids, labels)
+        states = mtp_training.mtp_forward(model, hidden, ids)  # state j predicts token j + 2
         by_hand = sum(torch.nn.functional.cross_entropy(model.lm_head(states[0, j]), ids[0, j + 2])
                       for j in range(12 - 2) if labels[0, j + 2] != -100)
         assert count.item() == 6 and abs(total.item() - by_hand.item()) < 1e-4
@@ -94,13 +97,13 @@ def test_the_mtp_loss_counts_only_labelled_tokens_two_ahead_and_ignores_padding(
         batch_labels = torch.full((2, 16), -100)
         batch_labels[0, :12] = labels[0]
         model(input_ids=batch, attention_mask=mask)
-        padded_total, padded_count, _ = mtp.mtp_loss(model, capture.take(), batch, batch_labels, mask)
+        padded_total, padded_count, _ = mtp_training.mtp_loss(model, capture.take(), batch, batch_labels, mask)
     capture.remove()
     assert padded_count.item() == 6 and abs(padded_total.item() - total.item()) < 1e-3
 
 
 def test_last_layer_init_copies_the_block_and_starts_eh_proj_as_an_average(saved):
-    from workbench.model import load_model
+    from workbench.model.load import load_model
 
     model, _ = load_model(ModelConfig(name="deepseek-v3-tiny"))
     assert mtp.attach(model, None, init="last_layer") == "last_layer"
@@ -122,10 +125,10 @@ def test_the_mtp_router_counts_real_tokens_only_in_the_routing_telemetry(saved):
     assert recorder.layers == [1, 2, 3, 4]  # the MTP layer's router is the fifth layer's
     batch = torch.randint(3, 8000, (2, 10), generator=torch.Generator().manual_seed(2))
     mask = (torch.arange(10) < torch.tensor([[6], [10]])).long()  # 6 + 10 real tokens, right-padded
-    capture = mtp.HiddenCapture(model)
+    capture = mtp_training.HiddenCapture(model)
     with torch.no_grad():
         model(input_ids=batch, attention_mask=mask)
-        mtp.mtp_forward(model, capture.take(), batch, mask)
+        mtp_training.mtp_forward(model, capture.take(), batch, mask)
     capture.remove()
     recorder.remove()
     tokens = recorder.take("eval").tokens
@@ -133,8 +136,8 @@ def test_the_mtp_router_counts_real_tokens_only_in_the_routing_telemetry(saved):
 
 
 def test_speculative_decoding_runs_in_bfloat16_as_on_a_gpu():
-    from workbench.model import load_model
+    from workbench.model.load import load_model
 
     model, tokenizer = load_model(ModelConfig(name="deepseek-v3-tiny-mtp", dtype="bfloat16"))
-    stats = mtp.speculative_stats(model, tokenizer, [[{"role": "user", "content": "What is a tort?"}]], max_new_tokens=4)
+    stats = speculative.speculative_stats(model, tokenizer, [[{"role": "user", "content": "What is a tort?"}]], max_new_tokens=4)
     assert stats["prompts"] == 1 and stats["identical"] == 1.0 and stats["tokens_per_forward"] >= 1.0

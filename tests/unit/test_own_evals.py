@@ -11,10 +11,12 @@ import sys
 
 import pytest
 
-from workbench import eval_tasks, own_evals
-from workbench.config import load_recipe
+from workbench.evaluate import tasks as eval_tasks
+from workbench.evaluate import questions as own_evals
+from workbench.recipe.load import load_recipe
+from workbench.train.plan import check_references
 from workbench.errors import WorkbenchError
-from workbench.eval_tasks import SuiteTask, check_suite_ref, suite_label, suite_tasks, task_dir
+from workbench.evaluate.tasks import SuiteTask, check_suite_ref, suite_label, suite_tasks, task_dir
 from workbench.paths import project_root
 
 VET = project_root() / "data" / "vet"
@@ -187,7 +189,7 @@ def test_check_suite_ref_and_mlflow_labels(tmp_path):
 
 
 def test_a_recipe_names_a_questions_file_and_its_overlap_with_the_training_data_is_reported(tmp_path):
-    from workbench.preflight import eval_contamination
+    from workbench.train.plan import eval_contamination
 
     recipe = load_recipe("vet")
     assert recipe.data.train == "data/vet/sft.jsonl" and recipe.eval.suite == "vet_chat"
@@ -200,7 +202,7 @@ def test_a_recipe_names_a_questions_file_and_its_overlap_with_the_training_data_
     assert eval_contamination(recipe) == {str(mine): (1, 2)}
     _jsonl(mine, [MC, {**MC, "answer": "Z"}])
     with pytest.raises(WorkbenchError, match=rf"^recipes/vet.yaml: eval.suite: {mine}: row 2: answer: must be an index"):
-        load_recipe("vet", [f"eval.suite={mine}"])
+        check_references(load_recipe("vet", [f"eval.suite={mine}"]))
 
 
 def test_cli_eval_and_schedule_refuse_a_bad_questions_file_before_loading_a_model(tmp_path, capsys):
@@ -230,7 +232,7 @@ def test_the_shipped_vet_files_are_what_build_py_writes_and_balanced():
 
 
 def test_the_embedded_tokenizer_learns_from_the_legal_training_files_only():
-    from workbench.model import tokenizer_corpus
+    from workbench.model.presets import tokenizer_corpus
 
     legal = project_root() / "data" / "legal"
     assert tokenizer_corpus() == [legal / "kto.jsonl", legal / "preference.jsonl", legal / "sft.jsonl"]

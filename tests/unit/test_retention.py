@@ -1,6 +1,6 @@
 """The retention gate's verdict on known scores: pass, fail, and unknown when there is nothing to compare."""
 
-from workbench.retention import retention_verdict
+from workbench.evaluate.retention import retention_verdict
 
 
 def test_drop_within_tolerance_passes_and_beyond_fails():

@@ -1,13 +1,13 @@
 """The held-out reward report's arithmetic: the weighted reward per prompt, its mean and standard error, and what
-ends a completion (workbench.reward_report)."""
+ends a completion (workbench.evaluate.reward_report)."""
 
 import math
 from types import SimpleNamespace
 
 import pytest
 
-from workbench import rewards
-from workbench.reward_report import mean_se, score, stop_tokens
+from workbench.evaluate import rewards
+from workbench.evaluate.reward_report import mean_se, score, stop_tokens
 
 
 def test_the_reward_is_the_weighted_sum_per_prompt():

@@ -7,12 +7,11 @@ import math
 
 import pytest
 
-from workbench import rewards, sandbox
+from workbench.evaluate import rewards
+from workbench.evaluate import sandbox
 from workbench.errors import WorkbenchError
-from workbench.rewards import (DEFAULT_FORMAT, FIELDS, NAMES, build, check_pattern, check_row, choice, code_tests,
-                               completion_text, extract_code, final_answer, format_reward, is_user_spec,
-                               load_user_reward, math_answer, parse_number)
-from workbench.sandbox import SandboxLimits
+from workbench.evaluate.rewards import DEFAULT_FORMAT, FIELDS, NAMES, build, check_pattern, check_row, choice, code_tests, completion_text, extract_code, final_answer, format_reward, is_user_spec, load_user_reward, math_answer, parse_number
+from workbench.evaluate.sandbox import SandboxLimits
 
 QUICK = SandboxLimits(wall_seconds=3.0, cpu_seconds=2)
 TRL_EXTRAS = {"completion_ids": [[1, 2]], "trainer_state": object(), "log_extra": print, "log_metric": print}

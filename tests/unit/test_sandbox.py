@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench import sandbox
+from workbench.evaluate import sandbox
 from workbench.errors import WorkbenchError
-from workbench.sandbox import SandboxLimits, check_humaneval, isolation, run_many, run_program, run_tests
+from workbench.evaluate.sandbox import SandboxLimits, check_humaneval, isolation, run_many, run_program, run_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = SandboxLimits(wall_seconds=3.0, cpu_seconds=2)
@@ -39,7 +39,7 @@ COMBOS = [("caller", "bwrap"), ("caller", "unshare" if IS_ROOT else "unshare-use
 DRIVER = r"""
 import dataclasses, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from workbench import sandbox
+from workbench.evaluate import sandbox
 plan = json.load(sys.stdin)
 report = sandbox.probe(plan["method"])
 out = {"report": report, "error": sandbox._PROBE_ERRORS.get(plan["method"]), "none": sandbox.probe("none"),
@@ -60,10 +60,10 @@ def nobody_copy():
     if not (IS_ROOT and shutil.which("setpriv") and os.access(SYSTEM_PYTHON, os.X_OK)):
         pytest.skip("dropping to uid 65534 needs root, setpriv and /usr/bin/python3.11 (apt-get install python3.11)")
     folder = Path(tempfile.mkdtemp(prefix="wb-sandbox-nobody-", dir="/tmp"))
-    (folder / "workbench").mkdir()
-    for name in ("__init__.py", "errors.py", "sandbox.py"):
+    (folder / "workbench" / "evaluate").mkdir(parents=True)
+    for name in ("__init__.py", "errors.py", "evaluate/__init__.py", "evaluate/sandbox.py"):
         shutil.copy(ROOT / "workbench" / name, folder / "workbench" / name)
-    shutil.copytree(ROOT / "workbench" / "sandboxed", folder / "workbench" / "sandboxed",
+    shutil.copytree(ROOT / "workbench" / "evaluate" / "sandboxed", folder / "workbench" / "evaluate" / "sandboxed",
                     ignore=shutil.ignore_patterns("__pycache__"))  # the programs run inside the sandbox
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -17,8 +17,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UN
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from workbench.errors import WorkbenchError
-from workbench.schedule import (ClaimStore, Heartbeat, LeaseLost, ScheduleConfig, StoreRetry, StoreUnavailable,
-                                claims_url, next_tick_in, runs_needing, store_outage, tick)
+from workbench.schedule.scheduler import ClaimStore, Heartbeat, LeaseLost, ScheduleConfig, StoreRetry, StoreUnavailable, claims_url, next_tick_in, runs_needing, store_outage, tick
 
 
 class Clock:
@@ -606,8 +605,8 @@ def test_given_up_runs_are_listed_every_tick_and_reset_puts_them_back(store_with
 
 @pytest.mark.parametrize("takes_it", [False, True])
 def test_unsafe_weak_sandbox_reaches_run_suite_only_when_it_takes_it(monkeypatch, takes_it):
-    import workbench.evaluate as evaluate
-    from workbench.schedule import evaluate_run
+    import workbench.evaluate.harness as evaluate
+    from workbench.schedule.scheduler import evaluate_run
 
     seen = {}
 

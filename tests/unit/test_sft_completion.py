@@ -2,9 +2,9 @@
 
 import copy
 
-from workbench.config import load_recipe
-from workbench.data import load_dataset
-from workbench.methods import sft
+from workbench.recipe.load import load_recipe
+from workbench.data.load import load_dataset
+from workbench.train.methods import sft
 
 
 def _splits():

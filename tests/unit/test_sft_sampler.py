@@ -6,9 +6,9 @@ import random
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from workbench.config import load_recipe
-from workbench.data import load_dataset
-from workbench.methods import sft
+from workbench.recipe.load import load_recipe
+from workbench.data.load import load_dataset
+from workbench.train.methods import sft
 
 BATCH = 8
 

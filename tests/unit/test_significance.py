@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.significance import (SignTest, paired_sign_test, per_doc_scores, read_samples, sign_test,
-                                    task_samples)
+from workbench.evaluate.significance import SignTest, paired_sign_test, per_doc_scores, read_samples, sign_test, task_samples
 
 TASK, SCORE = "legal_cloze_chat", "legal_cloze_chat/acc_mutual_info_none"
 
@@ -47,7 +46,7 @@ def test_bad_input_is_named(before, after, message):
 
 @pytest.fixture(scope="module")
 def suite_result(tiny):
-    from workbench.evaluate import run_suite
+    from workbench.evaluate.harness import run_suite
 
     model, tokenizer = tiny
     return run_suite(model, tokenizer, "legal_chat", limit=6)
@@ -78,7 +77,7 @@ def test_paired_by_doc_id_not_by_position(suite_result):
 
 
 def test_reads_the_samples_artifact_a_run_logs(suite_result, tmp_path):
-    from workbench.evaluate import _write_artifacts
+    from workbench.evaluate.harness import _write_artifacts
 
     _write_artifacts(tmp_path, suite_result)  # what log_to_run uploads under <prefix>/<suite>/
     records = read_samples(tmp_path / f"samples_{TASK}.jsonl")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from workbench import dashboard_data as dd
+from workbench.track import dashboard_data as dd
 
 TTL_S = 30
 

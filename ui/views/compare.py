@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.views import common
-from workbench import dashboard_data as dd
+from workbench.track import dashboard_data as dd
 
 CURVES = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
 # drawn when a picked run logged them (distillation; grpo's reward and routing agreement), never listed as missing

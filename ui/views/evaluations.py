@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.views import common
-from workbench import dashboard_data as dd
+from workbench.track import dashboard_data as dd
 
 
 def score_history(uri: str, run: pd.Series, keys: list[str]) -> None:

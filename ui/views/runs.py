@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.views import common
-from workbench import dashboard_data as dd
+from workbench.track import dashboard_data as dd
 
 KEY_METRICS = {"train/loss": "train loss", "eval/loss": "eval loss", "eval/rewards/accuracies": "eval reward acc",
                "eval/kl_to_teacher": "eval KL to teacher", "heldout/reward": "held-out reward",

@@ -1,9 +1,10 @@
-"""Expert patches: only the experts an ESFT run trained, applied onto the base model later.
+"""Expert patches: only the experts an ESFT run trained, saved beside its final weights.
 
-    workbench apply-patch runs/legal-esft/<run>/final --out merged/   # base model + patch -> full model
+    save_expert_patch(model, selection, final_dir, base_model)   # at the end of an ESFT run
 
 A patch is `expert_patch.safetensors` (tensors `model.layers.L.mlp.experts.<param>.<expert>`) plus
-`expert_patch.json` (the base model it applies to and the selected experts per layer).
+`expert_patch.json` (the base model it applies to and the selected experts per layer);
+`workbench apply-patch` (workbench.export.patch) applies it onto the base model.
 """
 
 import json
@@ -26,18 +27,3 @@ def save_expert_patch(model, selection: dict[int, list[int]], target: Path, base
     info = {"base_model": base_model, "selection": {str(k): v for k, v in selection.items()}}
     (target / PATCH_INFO).write_text(json.dumps(info, indent=2))
     return target / PATCH_WEIGHTS
-
-
-def apply_patch(patch_dir: Path):
-    """(model, tokenizer): the patch's base model with the trained experts copied in."""
-    from safetensors.torch import load_file
-
-    from workbench.config import ModelConfig
-    from workbench.files import read_text
-    from workbench.model import load_model
-    from workbench.moe.control import apply_expert_patch
-
-    info = json.loads(read_text(patch_dir / PATCH_INFO))
-    model, tokenizer = load_model(ModelConfig(**info["base_model"]))
-    apply_expert_patch(model, load_file(str(patch_dir / PATCH_WEIGHTS)))
-    return model, tokenizer

@@ -190,7 +190,7 @@ class RoutingRecorder:
         self.seq_aux_terms: list[torch.Tensor] = []  # with grad, consumed by the loss
         self.forward_tokens = ForwardTokens()
         self.handles = []
-        # an MTP layer (workbench.mtp) runs after the decoder stack's forward, on its own (shifted) batch
+        # an MTP layer (workbench.model.mtp) runs after the decoder stack's forward, on its own (shifted) batch
         mtp_layers = [m for _, m in model.named_modules() if "eh_proj" in m._modules and "enorm" in m._modules]
         for decoder in find_decoders(model) + mtp_layers:
             self.handles.append(decoder.register_forward_pre_hook(self.forward_tokens.capture, with_kwargs=True))

