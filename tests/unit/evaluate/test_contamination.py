@@ -1,7 +1,7 @@
 """The contamination check: the shipped eval sets share no 13-gram with the training data, and the tool
 reports exactly the overlapping rows of small files written here, or one line naming the bad input.
 
-    .venv/bin/python -m pytest -q tests/unit/test_contamination.py
+    .venv/bin/python -m pytest -q tests/unit/evaluate/test_contamination.py
 """
 
 import json

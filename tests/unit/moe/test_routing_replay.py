@@ -1,6 +1,6 @@
 """Routing replay (workbench.moe.replay): what generation routed is what the update's forward uses.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q tests/unit/test_routing_replay.py
+    HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q tests/unit/moe/test_routing_replay.py
 
 On the tiny model: generation from left-padded prompts is recorded and laid out like TRL's training batch;
 the router is then perturbed (as an update would move it) so its own choice disagrees with the rollout's.

@@ -2,7 +2,7 @@
 supports, both as the caller (root in CI) and as an unprivileged user: uid 65534 via `setpriv`, running
 Debian's /usr/bin/python3.11 on a copy of the stdlib-only sandbox module in a directory it can read.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/test_sandbox.py` (58 s on 2 cores at a load average of 15).
+Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_sandbox.py` (58 s on 2 cores at a load average of 15).
 
 Each (user, method) pair runs one batch of hostile programs through a small driver process (the same code
 for both users) and the tests below assert on its results and on the host afterwards: files, listeners,
@@ -27,7 +27,7 @@ from workbench.evaluate import sandbox
 from workbench.errors import WorkbenchError
 from workbench.evaluate.sandbox import SandboxLimits, check_humaneval, isolation, run_many, run_program, run_tests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUICK = SandboxLimits(wall_seconds=3.0, cpu_seconds=2)
 IS_ROOT = os.geteuid() == 0
 SYSTEM_PYTHON = "/usr/bin/python3.11"  # the venv's interpreter lives under /root (mode 700): nobody cannot run it

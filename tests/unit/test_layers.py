@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "workbench"
+ROOT = Path(__file__).resolve().parents[2] / "workbench"
 ORDER = ["cli", "train", "export", "schedule", "evaluate", "scale", "model", "recipe", "moe", "data", "track", "base"]
 BASE = {"errors", "files", "paths", "console"}
 

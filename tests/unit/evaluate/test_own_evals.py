@@ -2,7 +2,7 @@
 the file's content; suite entries, recipe refs and the contamination check see the file. No model runs here
 (tests/recipes/test_own_questions.py scores one against lm-eval's own CLI).
 
-    .venv/bin/python -m pytest -q tests/unit/test_own_evals.py
+    .venv/bin/python -m pytest -q tests/unit/evaluate/test_own_evals.py
 """
 
 import json

@@ -1,6 +1,6 @@
 """Routing figures count real tokens only: padding, its length and its side change nothing.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q tests/unit/test_moe_real_tokens.py
+    HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q tests/unit/moe/test_moe_real_tokens.py
 
 Each test routes the same rows three ways (one at a time unpadded, right-padded, left-padded to another
 length) on the tiny model and asserts the same loads, gate sums, entropy, sequence-wise loss, ESFT

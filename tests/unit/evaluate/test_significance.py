@@ -1,7 +1,7 @@
 """The paired sign test: exact p-values against known binomial tails, pairing by doc_id, and per-document
 correctness read from a real `run_suite` result and from the samples artifact it logs.
 
-    .venv/bin/python -m pytest -q tests/unit/test_significance.py
+    .venv/bin/python -m pytest -q tests/unit/evaluate/test_significance.py
 """
 
 import copy

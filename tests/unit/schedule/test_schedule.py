@@ -2,7 +2,7 @@
 scheduler ticks over a real MLflow store with a stand-in evaluator; every claims test runs on sqlite and on
 PostgreSQL (tests/stores.py).
 
-    .venv/bin/python -m pytest -q tests/unit/test_schedule.py
+    .venv/bin/python -m pytest -q tests/unit/schedule/test_schedule.py
 """
 
 import json

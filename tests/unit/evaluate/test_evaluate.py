@@ -1,6 +1,6 @@
 """Eval tasks, suites, the HumanEval metric, score names, MLflow logging and bad-input errors.
 
-    .venv/bin/python -m pytest -q tests/unit/test_evaluate.py
+    .venv/bin/python -m pytest -q tests/unit/evaluate/test_evaluate.py
 
 No model runs here (see tests/recipes/test_eval_cli.py for scoring against lm-eval's own CLI).
 """
@@ -17,7 +17,7 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate.tasks import SuiteTask, lm_eval_tasks_dir, load_suites, suite_tasks, task_dir, task_manager
 from workbench.evaluate.harness import check_suite, flat_scores, load_target, log_to_run, score_name
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCAL_ROWS = {"mmlu_local": 72, "gsm8k_local": 66, "humaneval_local": 164, "legal_mc": 149, "legal_cloze": 149}
 MMLU_SUBJECTS = ["high_school_mathematics", "elementary_mathematics", "high_school_biology",
                  "high_school_computer_science", "astronomy", "nutrition"]

@@ -1,6 +1,6 @@
 """GRPO rewards: right answers earn 1.0, wrong ones and reward-hacking attempts 0.0, bad inputs name their key.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/test_rewards.py` (the code_tests cases use the real sandbox).
+Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_rewards.py` (the code_tests cases use the real sandbox).
 """
 
 import math

@@ -1,7 +1,7 @@
 """Recipe loading: extends, overrides, the schema's types, ranges and enumerations, and one-line errors that name
 file and key; the README's key tables document the schema exactly.
 
-    .venv/bin/python -m pytest -q tests/unit/test_config.py
+    .venv/bin/python -m pytest -q tests/unit/recipe/test_config.py
 """
 
 import re
