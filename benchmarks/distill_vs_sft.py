@@ -49,11 +49,11 @@ def main(argv=None) -> int:
 
     from workbench.recipe.load import load_recipe
     from workbench.train.methods.distill import held_out
-    from workbench.model.load import load_model
-    from workbench.train.plan import pinned_model
+    from workbench.model.load import load_resolved
+    from workbench.train.plan import make_plan
 
     recipe = load_recipe("legal-distill", args.distill)
-    teacher, _ = load_model(pinned_model(recipe, "teacher"))
+    teacher, _ = load_resolved(make_plan(recipe).teacher, tokenizer=False)
     rows, results = None, []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:

@@ -102,11 +102,12 @@ def cmd_finetune(args) -> int:
     from workbench import console
     from workbench.recipe.load import load_recipe
     from workbench.train.build import build
+    from workbench.train.plan import make_plan
     from workbench.train.report import describe, summarize
 
     start = time.perf_counter()
-    recipe = load_recipe(args.recipe, args.overrides)
-    run = build(recipe, resume=args.resume)
+    plan = make_plan(load_recipe(args.recipe, args.overrides), resume=args.resume)  # what `validate` prints
+    run = build(plan)
     main_process = run.tracker.run_id is not None  # ranks other than 0 of a multi-process job stay quiet
     try:
         if main_process:
@@ -123,31 +124,9 @@ def cmd_finetune(args) -> int:
 
 def cmd_validate(args) -> int:
     from workbench.recipe.load import load_recipe
-    from workbench.train.plan import preflight
+    from workbench.train.plan import describe_plan, make_plan
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    checked = preflight(recipe)  # exactly what `finetune` checks before it opens a run
-    splits, facts = checked.splits, checked.facts
-    n_eval = len(splits.eval) if splits.eval is not None else 0
-    base = f"run {checked.base_model.from_run}" if checked.base_model.from_run else checked.base_model.name
-    adapters = ", ".join(f"{k} {v}" for k, v in facts.get("adapters", {}).items())
-    print(f"{recipe.name}: ok ({recipe.method.name}, model {base}"
-          + (f" [{facts['model_type']}, {facts['routed_experts']} routed experts per MoE layer]" if 'model_type' in facts else "")
-          + (f", LoRA adapters on the dense layers + one MoE layer: {adapters}" if adapters else "")
-          + f", {len(splits.train)} train / {n_eval} eval rows from {splits.source})")
-    if checked.teacher is not None:
-        teacher, about = checked.teacher, facts.get("teacher", {})
-        print(f"  teacher {'run ' + teacher.from_run if teacher.from_run else teacher.name}"
-              + (f" [{about['model_type']}, {about['layers']} layers, {about['routed_experts']} routed experts]"
-                 if about.get("routed_experts") else f" [{about['model_type']}]" if about else "")
-              + ": same vocabulary as the student")
-    if recipe.mtp.enabled:
-        print(f"  mtp trained beside the model (weight {recipe.mtp.weight:g}, init {recipe.mtp.init})")
-    if recipe.train.stages:
-        print("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)})" for s in recipe.train.stages))
-    for path, (hits, rows) in facts.get("contamination", {}).items():
-        verdict = "held out" if not hits else "CONTAMINATED: the score partly measures recall of training text"
-        print(f"  eval data {path}: {hits} of {rows} rows share a 13-gram with {recipe.data.train} ({verdict})")
+    print(describe_plan(make_plan(load_recipe(args.recipe, args.overrides))))  # exactly what `finetune` would train
     return 0
 
 
@@ -273,15 +252,18 @@ def _check_numbers(args) -> None:
             raise WorkbenchError(f"{args.command}: --{name.replace('_', '-')} must be > 0, got {value:g}")
 
 
+QUIET = ("finetune", "eval", "validate")  # commands whose library output goes to a log (finetune: the run's)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
     args = _parser().parse_args(argv)
     errors = sys.stderr  # the workbench's own one-line errors always reach the person
-    if args.command in ("finetune", "eval"):  # library warnings and progress bars go to the run's log instead
+    if args.command in QUIET:  # library warnings and progress bars go to the run's log instead
         from workbench import console
 
-        console.capture_library_output(verbose=args.verbose)
+        console.capture_library_output(verbose=getattr(args, "verbose", False))
     try:
         _check_numbers(args)
         return COMMANDS[args.command](args)
@@ -292,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: resume with --resume", file=errors)
         return 130
     finally:
-        if sys.stderr is not errors and args.command in ("finetune", "eval"):
+        if sys.stderr is not errors and args.command in QUIET:
             from workbench import console
 
             console.release(errors)

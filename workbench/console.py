@@ -65,6 +65,9 @@ def capture_library_output(verbose: bool = False) -> None:
     """Route stderr (library warnings, logs, progress bars) into the run's log; call before heavy imports."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # also where MLflow was imported before this call
     import torch
 
     if not torch.cuda.is_available():

@@ -14,7 +14,7 @@ from workbench.errors import WorkbenchError
 from workbench.train.methods.distill import held_out
 from workbench.model.load import load_model
 from workbench.model.presets import preset_dir
-from workbench.train.plan import preflight
+from workbench.train.plan import make_plan
 
 
 def test_a_teacher_with_another_vocabulary_is_one_line_before_any_run_opens(tmp_path, finetune_cli):
@@ -43,7 +43,7 @@ def test_a_teacher_with_the_same_size_but_another_tokenizer_is_refused(tmp_path)
     build_tokenizer(8192, vet, model_max_length=2048).save_pretrained(other)
     recipe = load_recipe("legal", ["method.name=distill", f"teacher.name={other}", "eval.suite=null"])
     with pytest.raises(WorkbenchError, match=r"^teacher: its tokenizer differs from the student's \(\d+ tokens map to"):
-        preflight(recipe)
+        make_plan(recipe)
 
 
 def test_the_distilled_student_ends_closer_to_the_teacher_than_the_sft_student(isolated, train_recipe, monkeypatch):

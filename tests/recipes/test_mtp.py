@@ -15,7 +15,7 @@ from workbench.model import speculative
 from workbench.recipe.load import load_recipe
 from workbench.errors import WorkbenchError
 from workbench.model.presets import preset_dir
-from workbench.train.plan import preflight
+from workbench.train.plan import make_plan
 
 
 def _mtp_tensors(folder):
@@ -110,10 +110,10 @@ def test_lora_reaches_the_mtp_block_and_its_router_counts_in_the_telemetry(train
 def test_mtp_recipes_that_cannot_work_stop_in_preflight(overrides, message):
     recipe = load_recipe("legal-mtp", ["eval.suite=null"] + overrides)
     if message is None:
-        preflight(recipe)  # a model without MTP weights and a layer built from its last one: fine
+        make_plan(recipe)  # a model without MTP weights and a layer built from its last one: fine
         return
     with pytest.raises(WorkbenchError, match=message):
-        preflight(recipe)
+        make_plan(recipe)
 
 
 def test_an_mtp_run_killed_after_a_checkpoint_resumes_with_its_trained_mtp_layer(isolated):

@@ -137,10 +137,11 @@ def test_zero3_from_a_lora_run_asks_for_an_export_first(train, isolated, capsys)
     assert code == 2 and "saved a LoRA adapter, which must be merged" in err and "workbench export" in err
 
 
-def test_preflight_reads_the_base_runs_own_config_for_from_run(train):
-    from workbench.train.plan import preflight
+def test_the_plan_reads_the_base_runs_own_config_for_from_run(train):
+    from workbench.train.plan import make_plan
 
     sft, _ = train("legal", ["train.max_steps=1", "train.eval_steps=100"], out="sft")
-    checked = preflight(load_recipe("legal", [f"model.from_run={sft.tracker.run_id}",
-                                              f"track.tracking_uri={sft.tracker.uri}"]))
-    assert checked.model_config.hidden_size == 256 and checked.facts["base_is_adapter"] is True
+    plan = make_plan(load_recipe("legal", [f"model.from_run={sft.tracker.run_id}", f"track.tracking_uri={sft.tracker.uri}",
+                                           f"train.output_dir={sft.output_dir.parent / 'next'}"]))
+    assert plan.model.config.hidden_size == 256 and plan.model.is_adapter
+    assert plan.model.cfg.from_run == sft.tracker.run_id and plan.model.adapters == (str(sft.output_dir / "final"),)

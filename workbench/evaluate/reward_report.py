@@ -1,6 +1,6 @@
 """Held-out reward before and after a GRPO run: the evidence that reinforcement learning helped.
 
-    report = RewardReport(recipe, tracker, rows=splits.eval, output_dir=run_dir, enabled=True)
+    report = RewardReport(recipe, tracker, rows=splits.eval, output_dir=run_dir, enabled=True, funcs=funcs, weights=weights)
     report.before(model, tokenizer)     # greedy completions of every held-out prompt, scored by the recipe's rewards
     ... train ...
     report.after(model, tokenizer, step)
@@ -90,16 +90,14 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 class RewardReport:
-    def __init__(self, recipe, track, rows, output_dir: Path, enabled: bool):
+    def __init__(self, recipe, track, rows, output_dir: Path, enabled: bool, funcs=(), weights=()):
+        """`funcs`, `weights`: the run's reward functions as the plan built and tried them."""
         self.recipe, self.track, self.output_dir = recipe, track, Path(output_dir)
         self.rows = [dict(row) for row in rows] if rows is not None else []
-        self.active = enabled and recipe.method.name == "grpo" and bool(self.rows)
+        self.active = enabled and recipe.method.name == "grpo" and bool(self.rows) and bool(funcs)
         self.before_scores: dict | None = None
         self.before_texts: list[str] | None = None
-        if self.active:
-            from workbench.evaluate import rewards
-
-            self.funcs, self.weights = rewards.build(dict(recipe.method.rewards), recipe.method.format_pattern)
+        self.funcs, self.weights = list(funcs), list(weights)
 
     def _measure(self, model, tokenizer) -> tuple[list[str], dict]:
         texts = greedy_completions(model, tokenizer, self.rows, self.recipe.method.max_new_tokens)

@@ -1,14 +1,19 @@
 """Load the model and tokenizer a recipe names: a preset, a local directory, a hub id or another run.
 
-    from workbench.model.load import load_model
-    model, tokenizer = load_model(recipe.model)
+    from workbench.model.load import resolve_model, load_resolved, load_model
+    resolved = resolve_model(recipe.model)      # pinned: the weights folder or hub id, adapters on top, its config
+    model, tokenizer = load_resolved(resolved)  # loads exactly that, looking nothing up again
+    model, tokenizer = load_model(recipe.model) # both at once (eval targets, tests)
 
 Presets (workbench.model.presets) are built once and then load like any checkpoint on disk. A run's final
-weights load as saved: full weights, or its base with the LoRA adapter (merged by `load_final`).
+weights are full weights, or an adapter over its base (itself a preset, a folder, a hub id or another run):
+`resolve_model` follows that chain once, and `load_resolved` loads the innermost weights and applies each
+adapter (and each run's router biases) in order, merging all of them, or all but the last (`merge=False`).
 """
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -51,22 +56,23 @@ def is_fp8(config) -> bool:
     return quant.get("quant_method") == "fp8"
 
 
-def check_loadable(cfg, source: str):
+def check_loadable(cfg, source: str, section: str = "model"):
     """Fail in one line, before any run is opened, on weights this machine cannot train; returns the model's
     config (None where it cannot be read here: from_pretrained reports that with the model's name)."""
     if cfg.quantize != "none":
         import torch
 
         if not torch.cuda.is_available():
-            raise WorkbenchError(f"model.quantize: {cfg.quantize} loads the base through bitsandbytes' CUDA kernels and "
-                                 "this machine has no CUDA GPU; set model.quantize: none here")
+            raise WorkbenchError(f"{section}.quantize: {cfg.quantize} loads the weights through bitsandbytes' CUDA "
+                                 f"kernels and this machine has no CUDA GPU; set {section}.quantize: none here")
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise WorkbenchError("model.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'") from None
-    config = read_config(source, cfg)
+            raise WorkbenchError(f"{section}.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'"
+                                 ) from None
+    config = read_config(source, cfg, key=f"{section}.name")
     if config is not None and is_fp8(config):
-        raise WorkbenchError(f"model.name: '{cfg.name}' holds FP8 weights (DeepSeek-V3's published format), which "
+        raise WorkbenchError(f"{section}.name: '{cfg.name}' holds FP8 weights (DeepSeek-V3's published format), which "
                              "cannot be fine-tuned; convert them to BF16 (DeepSeek-V3's inference/fp8_cast_bf16.py) "
                              "and set model.name to that directory")
     return config
@@ -111,18 +117,6 @@ def final_info(path: Path) -> tuple[object, bool]:
                              f"{str(exc).splitlines()[0]})") from None
 
 
-def final_config(path: Path):
-    """The architecture config of a run's final weights: its own config.json, or its base model's for an adapter."""
-    base_cfg, adapter = final_info(path)
-    if not adapter:
-        return read_config(str(path), base_cfg)
-    if base_cfg.from_run:
-        from workbench.track.lineage import run_output
-
-        return final_config(run_output(base_cfg.from_run))
-    return read_config(resolve_source(base_cfg.name, base_cfg.seed), base_cfg)
-
-
 def _bnb_config(quantize: str):
     import torch
     from transformers import BitsAndBytesConfig
@@ -140,18 +134,6 @@ def _in_hub_cache(repo_id: str) -> bool:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
     except Exception:  # an id that is not even a valid repo name
         return False
-
-
-def load_model(cfg, key: str = "model", with_mtp: bool = True):
-    """(model, tokenizer) for a `ModelConfig`; `from_run` starts from another run's final weights. `key` names the
-    recipe section in errors; the teacher's (key "teacher") needs no tokenizer of its own (None). `with_mtp`: a
-    checkpoint's multi-token-prediction weights load as one more layer (workbench.model.mtp); otherwise they stay on disk."""
-    if cfg.from_run:
-        from workbench.track.lineage import run_output
-
-        return load_final(run_output(cfg.from_run, key=f"{key}.from_run"), with_mtp=with_mtp)
-    source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
-    return _from_pretrained(source, cfg, key=f"{key}.name", tokenizer=key == "model", with_mtp=with_mtp)
 
 
 def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True, with_mtp: bool = True):
@@ -202,25 +184,139 @@ def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
     (final_dir / FINAL_MODEL_INFO).write_text(json.dumps({"base_model": base_model, "adapter": adapter}, indent=2))
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model pinned before anything loads: what `from_pretrained` reads, and the adapters on top, oldest first."""
+    cfg: object  # the ModelConfig as the recipe named it, `from_run` pinned to a run id
+    weights: str  # a preset folder, a local directory or a hub id holding full weights
+    weights_cfg: object  # the ModelConfig those weights load with (dtype, revision, quantize, kernels)
+    adapters: tuple[str, ...] = ()  # LoRA adapter folders applied in order (a chain of runs)
+    bias_dirs: tuple[str, ...] = ()  # folders whose router_bias.safetensors is applied (runs' aux-free biases)
+    config: object | None = None  # the transformers config; None for a hub id this machine cannot read
+    tokenizer_source: str | None = None  # where the tokenizer loads from: a folder or a hub id
+    key: str = "model"  # the recipe section, for errors
+
+    @property
+    def label(self) -> str:
+        return f"run {self.cfg.from_run}" if self.cfg.from_run else self.cfg.name
+
+    @property
+    def is_adapter(self) -> bool:
+        return bool(self.adapters)
+
+    @property
+    def weights_dir(self) -> str | None:
+        """The local folder of the full weights (None: a hub id not downloaded yet)."""
+        return local_checkpoint(self.weights, self.weights_cfg.revision)
+
+    @property
+    def tokenizer_dir(self) -> str | None:
+        """The local folder holding this model's tokenizer, where there is one."""
+        folder = local_checkpoint(self.tokenizer_source or self.weights)
+        return folder if folder and _has_tokenizer(folder) else None
+
+
+def resolve_model(cfg, key: str = "model") -> ResolvedModel:
+    """Pin `cfg` (a ModelConfig or TeacherConfig): a run reference to its id and final folder (the tracking URI
+    must be set), a preset to its built folder; check that it can load here. One-line errors naming `key`."""
+    if cfg.from_run:
+        from workbench.track.lineage import find_run, run_output
+
+        run_id = find_run(cfg.from_run, key=f"{key}.from_run").info.run_id
+        resolved = resolve_final(run_output(run_id, key=f"{key}.from_run"), key=key)
+        return replace(resolved, cfg=cfg.model_copy(update={"from_run": run_id}))
+    source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
+    config = check_loadable(cfg, source, section=key)
+    if Path(source).is_dir():
+        check_model_files(Path(source), cfg, key=f"{key}.name")
+    return ResolvedModel(cfg=cfg, weights=source, weights_cfg=cfg, config=config, key=key, tokenizer_source=source)
+
+
+def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
+    """A run's final folder: full weights, or an adapter over its base (followed back to full weights)."""
+    from workbench.recipe.schema import ModelConfig
+
+    base_cfg, adapter = final_info(path)
+    if not adapter:
+        return ResolvedModel(cfg=ModelConfig(name=str(path)), weights=str(path), weights_cfg=base_cfg, key=key,
+                             bias_dirs=(str(path),), config=read_config(str(path), base_cfg), tokenizer_source=str(path))
+    if base_cfg.from_run:
+        from workbench.track.lineage import run_output
+
+        base = resolve_final(run_output(base_cfg.from_run, key=f"{key}.from_run"), key=key)
+    else:
+        base = resolve_model(base_cfg, key=key)
+    return replace(base, cfg=ModelConfig(name=str(path)), adapters=base.adapters + (str(path),),
+                   bias_dirs=base.bias_dirs + (str(path),), tokenizer_source=str(path))
+
+
+def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: bool = True, merge: bool = True):
+    """(model, tokenizer or None) exactly as resolved: the full weights, then each adapter in order with the router
+    biases saved beside it; adapters merged (all but the last one with `merge=False`: the model as trained)."""
+    from workbench.model.lora import load_adapter
+    from workbench.moe.bias import load_router_bias
+
+    model, _ = _from_pretrained(resolved.weights, resolved.weights_cfg, key=f"{resolved.key}.name", tokenizer=False,
+                                with_mtp=with_mtp)
+    biases = list(resolved.bias_dirs)
+    if biases and biases[0] == resolved.weights:  # a run's full weights: its biases first
+        load_router_bias(model, Path(biases.pop(0)))
+    for i, adapter in enumerate(resolved.adapters):
+        model = load_adapter(model, adapter)
+        load_router_bias(model, Path(adapter))
+        if merge or i < len(resolved.adapters) - 1:
+            model = model.merge_and_unload()
+    return model, (load_tokenizer(resolved) if tokenizer else None)
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    source = resolved.tokenizer_source or resolved.weights
+    cfg = resolved.weights_cfg
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=None if resolved.adapters else cfg.revision,
+                                                  trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise WorkbenchError(f"{resolved.key}.name: cannot load the tokenizer of '{resolved.label}': "
+                             f"{str(exc).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(cfg, key: str = "model", with_mtp: bool = True):
+    """(model, tokenizer) for a `ModelConfig`, resolved and loaded at once; the teacher's (key "teacher") needs no
+    tokenizer of its own (None). `with_mtp`: a checkpoint's multi-token-prediction weights load as one more layer
+    (workbench.model.mtp); otherwise they stay on disk."""
+    return load_resolved(resolve_model(cfg, key), with_mtp=with_mtp, tokenizer=key == "model")
+
+
 def load_final(path: Path, with_mtp: bool = True):
-    """Rebuild a run's final model: its base (recursively) with the LoRA adapter merged, or the full model."""
-    model, tokenizer = load_unmerged(path, with_mtp=with_mtp)
-    return (model.merge_and_unload() if hasattr(model, "merge_and_unload") else model), tokenizer
+    """A run's final model: its base (recursively) with the LoRA adapter merged, or the full model."""
+    return load_resolved(resolve_final(path), with_mtp=with_mtp)
 
 
 def load_unmerged(path: Path, with_mtp: bool = True):
     """A run's final model as trained: base + PEFT adapter (not merged), or the full model."""
-    from workbench.moe.bias import load_router_bias
+    return load_resolved(resolve_final(path), with_mtp=with_mtp, merge=False)
 
-    base_cfg, adapter = final_info(path)
-    if not adapter:
-        model, tokenizer = _from_pretrained(str(path), base_cfg, with_mtp=with_mtp)
-    else:
-        from transformers import AutoTokenizer
 
-        from workbench.model.lora import load_adapter
+def _has_tokenizer(folder: str) -> bool:
+    return any((Path(folder) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json"))
 
-        base, _ = load_model(base_cfg, with_mtp=with_mtp)
-        model, tokenizer = load_adapter(base, str(path)), AutoTokenizer.from_pretrained(str(path))
-    load_router_bias(model, path)
-    return model, tokenizer
+
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_files(folder: Path, cfg, key: str = "model.name") -> None:
+    """A local model directory must hold weights and a tokenizer that loads (read here, not after a run opened)."""
+    if not any((folder / name).is_file() for name in WEIGHTS):
+        raise WorkbenchError(f"{key}: {folder} holds no weights (expected one of {', '.join(WEIGHTS)})")
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(str(folder), trust_remote_code=cfg.trust_remote_code)
+    except Exception as exc:  # tokenizers raise assorted types for a broken tokenizer.json / vocab
+        raise WorkbenchError(f"{key}: the tokenizer in {folder} does not load: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None

@@ -27,22 +27,27 @@ from transformers import TrainerCallback
 from workbench.errors import WorkbenchError
 
 
-def check_model(recipe, model_config) -> None:
-    """At start-up, before a run opens: the job's size and the model's routed experts must split into N parts."""
+def check_experts(recipe, model_config) -> None:
+    """In the plan, before a run opens: the model's routed experts must split into N equal parts."""
+    n = recipe.train.expert_parallel
+    experts = getattr(model_config, "n_routed_experts", None) if model_config is not None else None
+    if model_config is not None and not experts:
+        raise WorkbenchError(f"train.expert_parallel: {recipe.model.name} has no routed experts to split; "
+                             "drop train.expert_parallel")
+    if experts and experts % n:
+        divisors = [d for d in range(2, experts + 1) if experts % d == 0]
+        raise WorkbenchError(f"train.expert_parallel: {experts} routed experts per layer cannot be split evenly over "
+                             f"{n} processes; use one of {', '.join(map(str, divisors))}")
+
+
+def check_world(recipe) -> None:
+    """At start-up, once the processes are launched: the job's size must be a multiple of N."""
     from workbench.scale.deepspeed import world_size
 
     n, world = recipe.train.expert_parallel, world_size()
     if world % n:
         raise WorkbenchError(f"train.expert_parallel: {n} splits the routed experts over {n} processes, so the job "
                              f"needs a multiple of {n} processes; it has {world} (launch with make finetune ... GPUS={n})")
-    experts = getattr(model_config, "n_routed_experts", None)
-    if not experts:
-        raise WorkbenchError(f"train.expert_parallel: {recipe.model.name} has no routed experts to split; "
-                             "drop train.expert_parallel")
-    if experts % n:
-        divisors = [d for d in range(2, experts + 1) if experts % d == 0]
-        raise WorkbenchError(f"train.expert_parallel: {experts} routed experts per layer cannot be split evenly over "
-                             f"{n} processes; use one of {', '.join(map(str, divisors))}")
 
 
 def allow_frozen_experts() -> None:

@@ -1,6 +1,7 @@
-"""The scheduler's claims table, store-outage handling and lease heartbeat (used by workbench.schedule.scheduler).
+"""The scheduler's claims table (used by workbench.schedule.scheduler; outages: outage.py, the heartbeat: lease.py).
 
-    from workbench.schedule.claims import ClaimStore, Heartbeat, StoreRetry
+    from workbench.schedule.claims import ClaimStore
+    from workbench.schedule.lease import Heartbeat
     store = ClaimStore("postgresql://user:pw@db/claims")          # or sqlite:///<path>
     claim = store.claim(run_id, "legal", owner, lease_s=900, max_attempts=3)   # Claim(outcome="claimed", ...)
     with Heartbeat(store, (run_id, "legal", owner, claim.generation), 900, claim.expires_at) as beat:
@@ -22,40 +23,17 @@ done; running -> retry (failed, backoff) -> running ...; -> gave_up after max_at
 Store outages (`store_outage`) are retried by `StoreRetry` and never count as attempts.
 """
 
-import ctypes
-import re
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.schedule.outage import shown
 
 CLAIMS_TABLE = "workbench_eval_claims"
 COLUMNS = "run_id, suite, state, owner, expires_at, attempts, last_error, updated_at, generation, result"
 KEY = "run_id = :run_id AND suite = :suite"
 FENCE = KEY + " AND owner = :owner AND generation = :generation"  # the claim this scheduler holds, no other
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)  # one line per event, visible at once in cron mail and `kubectl logs`
-
-
-def _one_line(text, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def describe(exc: BaseException, limit: int = 200) -> str:
-    """`Class: message` on one line; for SQLAlchemy's wrappers, the driver's own error (without the SQL)."""
-    exc = getattr(exc, "orig", None) or exc
-    return _one_line(f"{type(exc).__name__}: {exc}", limit)
-
-
-def shown(url: str) -> str:
-    """A store URL fit for logs: its password masked."""
-    return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", url)
 
 
 def claims_url(claims_db: str | None, tracking_uri: str) -> str:
@@ -70,89 +48,6 @@ def claims_url(claims_db: str | None, tracking_uri: str) -> str:
 
 
 # --- store outages: classified, retried, never counted as attempts -----------------------------------------
-
-
-class StoreUnavailable(WorkbenchError):
-    """The tracking store or the claims database stayed unavailable through every retry."""
-
-    exit_code = 75  # EX_TEMPFAIL: cron and Kubernetes see a temporary failure, not bad input
-
-
-def store_outage(exc: BaseException, network: bool = True) -> bool:
-    """True when `exc` (or what it was raised from) says a store is down or busy for now: SQLAlchemy's
-    OperationalError / InterfaceError / DisconnectionError / pool timeout (sqlite "database is locked",
-    connection refused), MLflow's TEMPORARILY_UNAVAILABLE / DEADLINE_EXCEEDED / rate limits and a tracking
-    server's 5xx or missing reply. `network`: also plain connection errors, right for calls that only talk to
-    the stores; an evaluation's own ConnectionError (say, an offline hub) is the evaluation failing."""
-    import sqlite3
-
-    from sqlalchemy import exc as sa
-
-    down = (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError, sa.TimeoutError, sqlite3.OperationalError)
-    for _ in range(10):  # walk __cause__ / __context__: stores re-raise driver errors as their own
-        if exc is None:
-            return False
-        if isinstance(exc, down) or getattr(exc, "connection_invalidated", False) or _mlflow_outage(exc):
-            return True
-        if network and _network_error(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _mlflow_outage(exc) -> bool:
-    from mlflow.exceptions import MlflowException, RestException
-
-    if not isinstance(exc, MlflowException):
-        return False
-    if exc.error_code in ("TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED",
-                          "RESOURCE_EXHAUSTED"):
-        return True
-    status = exc.get_http_status_code()  # a tracking server's 5xx (not 501), or no reply at all
-    from_http = isinstance(exc, RestException) or str(exc).startswith("API request to ")
-    return from_http and status >= 500 and status != 501
-
-
-def _network_error(exc) -> bool:
-    import requests
-
-    return isinstance(exc, (ConnectionError, TimeoutError, requests.ConnectionError, requests.Timeout))
-
-
-@dataclass
-class StoreRetry:
-    """`retry(what, fn, *args)`: call `fn`, riding out store outages with exponential backoff (first_s,
-    doubling, at most max_s apart) for up to total_s seconds of waiting, then StoreUnavailable. Any other
-    error passes through at once. The first failure of a streak and the recovery are printed."""
-
-    total_s: float = 300.0
-    first_s: float = 1.0
-    max_s: float = 30.0
-    sleep: object = time.sleep
-    say: object = _say
-
-    def __call__(self, what: str, fn, *args, **kwargs):
-        waited, delay, failures = 0.0, self.first_s, 0
-        while True:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                if not store_outage(exc):
-                    raise
-                failures += 1
-                if waited >= self.total_s:
-                    raise StoreUnavailable(f"schedule: {what}: the store is still unavailable after {failures} tries "
-                                           f"over {waited:.0f} s: {describe(exc)}") from exc
-                if failures == 1:
-                    self.say(f"  store unavailable while {what} ({describe(exc)}); retrying for up to "
-                             f"{self.total_s:.0f} s (not counted as an attempt)")
-                pause = min(delay, self.max_s, self.total_s - waited)
-                self.sleep(pause)
-                waited, delay = waited + pause, delay * 2
-                continue
-            if failures:
-                self.say(f"  store back after {failures} failed tries ({waited:.1f} s) while {what}")
-            return result
 
 
 # --- the claims table -----------------------------------------------------------------------------------
@@ -347,89 +242,5 @@ def _why_not(row: dict, now: float, owner: str) -> str:
 
 
 # --- the heartbeat --------------------------------------------------------------------------------------
-
-
-class LeaseLost(BaseException):
-    """Raised in the evaluating thread when its claim is lost. A BaseException, like KeyboardInterrupt, so
-    that an evaluation's own `except Exception` does not swallow it."""
-
-    def __str__(self):
-        return "the claim was lost"
-
-
-def _raise_in(thread_id: int, exc_type) -> None:
-    """CPython's PyThreadState_SetAsyncExc: raise `exc_type` in that thread at its next bytecode; None cancels
-    one not yet raised."""
-    exc = ctypes.py_object(exc_type) if exc_type else None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exc)
-
-
-class Heartbeat:
-    """Keeps a claim's lease alive while the `with` block runs; `lost` (and `why`) once it is not.
-
-    Renews every `every_s` (default lease/3, at most 60 s). A refused renewal loses the claim at once: it is
-    noticed at most one beat after the takeover. A renewal that raises is a failure: the first of a streak is
-    printed, all are counted (`failures`), retries come sooner (retry_s, doubling), and when the lease has run
-    out with no success the claim is lost, noticed at the expiry. On loss, code inside `interruptible()` gets
-    LeaseLost at its next Python bytecode (a long C call, e.g. one forward pass, finishes first)."""
-
-    def __init__(self, store: ClaimStore, claim: tuple, lease_s: float, expires_at: float,
-                 every_s: float | None = None, retry_s: float = 1.0, say=_say):
-        # claim: (run_id, suite, owner, generation), the fence every renewal quotes
-        self.store, self.claim, self.lease_s, self.expires_at = store, claim, lease_s, expires_at
-        self.every_s, self.retry_s, self.say = every_s or min(lease_s / 3, 60.0), retry_s, say
-        self.lost, self.why, self.failures = False, "", 0
-        self._stop, self._lock, self._target = threading.Event(), threading.Lock(), None
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{claim[0][:8]}")
-
-    def _beat(self) -> None:
-        wait, streak = self.every_s, 0
-        while not self._stop.wait(wait):
-            try:
-                expires = self.store.renew(*self.claim, self.lease_s)
-            except Exception as exc:
-                streak, self.failures = streak + 1, self.failures + 1
-                left = self.expires_at - self.store.clock()
-                if left <= 0:
-                    return self._lose(f"no renewal succeeded before the lease ran out; {streak} failed, "
-                                      f"last: {describe(exc)}")
-                if streak == 1:
-                    self.say(f"  warning: could not renew the lease on {self.claim[0][:8]} ({describe(exc)}); "
-                             f"retrying: the claim is lost unless a renewal succeeds within {left:.0f} s")
-                wait = min(self.every_s, self.retry_s * 2 ** (streak - 1), left)
-                continue
-            if expires is None:
-                return self._lose("its lease ran out or another scheduler took the run over")
-            if streak:
-                self.say(f"  lease on {self.claim[0][:8]} renewed again after {streak} failed renewal(s)")
-            wait, streak, self.expires_at = self.every_s, 0, expires
-
-    def _lose(self, why: str) -> None:
-        with self._lock:
-            self.lost, self.why = True, why
-            if self._target is not None:
-                _raise_in(self._target, LeaseLost)
-
-    @contextmanager
-    def interruptible(self):
-        """The block (the evaluation) is interrupted with LeaseLost if the claim is lost while it runs."""
-        with self._lock:
-            if self.lost:
-                raise LeaseLost
-            self._target = threading.get_ident()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._target = None
-                _raise_in(threading.get_ident(), None)  # one set but not yet raised: `lost` tells the caller
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 

@@ -57,7 +57,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workbench.schedule.claims import Claim, ClaimStore, Heartbeat, LeaseLost, StoreRetry, StoreUnavailable, _one_line, _say, claims_url, shown, store_outage
+from workbench.schedule.claims import Claim, ClaimStore, claims_url
+from workbench.schedule.lease import Heartbeat, LeaseLost
+from workbench.schedule.outage import StoreRetry, StoreUnavailable, _one_line, _say, shown, store_outage
 from workbench.errors import WorkbenchError
 
 

@@ -1,266 +1,157 @@
-"""The builder: a recipe becomes a ready-to-train run (data, model, TRL trainer, tracker).
+"""The builder: a plan becomes a ready-to-train run (model, TRL trainer, MoE plug-ins, tracker).
 
     from workbench.train.build import build
-    run = build(load_recipe("legal"))
+    run = build(make_plan(load_recipe("legal")))    # or build(recipe): the plan is made first
     run.train()
     run.close()
 
-Outputs go to `runs/<recipe>/<run-name>/`: checkpoints every `train.save_steps`, `final/` (adapter or
-model, tokenizer, workbench_model.json), `recipe.yaml` and `run.json`. `build(recipe, resume=True)`
-continues the newest unfinished run of the recipe from its last checkpoint, in the same MLflow run.
+The plan (workbench.train.plan) has resolved everything: the data, the pinned model and teacher, the DeepSpeed
+config, the rewards. `build` opens the MLflow run, loads exactly what the plan pinned and assembles the trainer;
+the only check left here is the one that needs the launched processes (their number against
+`train.expert_parallel`). `build(recipe, resume=True)` continues the newest unfinished run of the recipe from its
+last checkpoint, in the same MLflow run.
 """
 
-import json
-import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
-from workbench.model.load import write_final_info
-from workbench.paths import project_root, runs_dir
-
-RUN_INFO = "run.json"
+from workbench.train.plan import Plan, make_plan
+from workbench.train.run import Run
 
 
-@dataclass
-class Run:
-    recipe: object
-    output_dir: Path
-    trainer: object
-    tracker: object
-    base_model: dict
-    resume_from: str | None = None
-    moe: object | None = None
-    esft_selection: dict | None = None
-    teacher: str | None = None  # distill: what the teacher is ("run <id>" or its name)
-    adapters: dict | None = None  # LoRA adapters each group really got (shown in the header)
-    reference_texts: list | None = None  # rows the export reference is computed on (see workbench.export.check)
-    evals: object | None = None  # workbench.evaluate.recipe_evals.RecipeEvals
-    mtp: object | None = None  # workbench.train.mtp.MtpReport
-    rewards: object | None = None  # workbench.evaluate.reward_report.RewardReport (grpo: held-out reward before and after)
-    distributed: object | None = None  # the workbench.scale.deepspeed module when train.deepspeed is set
-    zero_stage: int = 0
-    ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
-    status: str = "RUNNING"
-
-    def train(self):
-        self.status = "FAILED"
-        main = self.distributed is None or self.distributed.is_main_process()
-        if main:
-            _write_info(self.output_dir, self.tracker.run_id, "running")
-        self.evals.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
-        if not self.resume_from:
-            self.mtp.before(self.trainer.model, self.trainer.processing_class)
-        self.rewards.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
-        result = self.trainer.train(resume_from_checkpoint=self.resume_from)
-        final_dir = self.output_dir / "final"
-        final_dir.mkdir(parents=True, exist_ok=True)
-        self._save_reference(final_dir)  # what the trained model computes, before anything is saved
-        self._save_final(final_dir)
-        if main:
-            self.trainer.processing_class.save_pretrained(str(final_dir))
-            write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
-            from workbench.moe.bias import save_router_bias
-            from workbench.moe.patch import save_expert_patch
-
-            save_router_bias(self.trainer.model, final_dir)
-            if self.esft_selection:
-                save_expert_patch(self.trainer.model, self.esft_selection, final_dir, self.base_model)
-            self.tracker.log_final(final_dir, upload=self.recipe.track.log_model)
-        self.evals.after(self.trainer.model, self.trainer.processing_class)
-        self.mtp.after(self.trainer.model, self.trainer.processing_class, final_dir, self.trainer.state.global_step)
-        if main:
-            samples = self.output_dir / "completions.jsonl"
-            if samples.is_file():  # grpo: sampled completions with their rewards, as training went
-                self.tracker.log_artifact(samples)
-        self.rewards.after(self.trainer.model, self.trainer.processing_class, self.trainer.state.global_step)
-        if main:
-            _write_info(self.output_dir, self.tracker.run_id, "finished")
-        self.status = "FINISHED"
-        return result
-
-    def _save_final(self, final_dir: Path) -> None:
-        """Adapter for LoRA, full weights otherwise. Under ZeRO-3 a LoRA run gathers only the trainable
-        tensors (the frozen base is never assembled on one host: that is what runs out of memory on big MoEs)."""
-        if not (self.zero_stage == 3 and self.recipe.peft.type != "none"):
-            self.trainer.save_model(str(final_dir))
-            self._carry_mtp(final_dir)
-            return
-        import deepspeed
-
-        model = self.trainer.model
-        model = model.module if hasattr(model, "module") else model
-        trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        with deepspeed.zero.GatheredParameters([p for _, p in trainable], modifier_rank=None):
-            state = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
-        if self.distributed.is_main_process():
-            model.save_pretrained(str(final_dir), state_dict=state)
-
-    def _carry_mtp(self, final_dir: Path) -> None:
-        """A full fine-tune without `mtp.enabled` keeps the checkpoint's MTP weights as they were (not dropped)."""
-        from workbench.model import mtp
-
-        if self.recipe.peft.type != "none" or mtp.mtp_layers(self.trainer.model):
-            return
-        if self.distributed is not None and not self.distributed.is_main_process():
-            return
-        from workbench.model.load import local_checkpoint
-
-        lm = mtp.causal_lm(self.trainer.model)
-        copied = mtp.carry(local_checkpoint(lm.config.name_or_path), final_dir, lm.config.num_hidden_layers)
-        if copied:
-            print(f"notice: the base's multi-token-prediction layer ({copied} tensors) is saved unchanged: "
-                  "mtp.enabled is false, so it no longer matches the fine-tuned model (set mtp.enabled to train it)")
-
-    def _save_reference(self, final_dir: Path) -> None:
-        if self.zero_stage == 3 or not self.reference_texts:  # a partitioned model is never whole in one process
-            return
-        if self.distributed is not None and not self.distributed.is_main_process():
-            return
-        from workbench.scale.expert_parallel import autoep_layers
-
-        if autoep_layers(self.trainer.model):  # experts still split over processes (a LoRA run): no lone forward
-            return
-        from workbench.export.check import save_reference
-
-        model = self.trainer.model
-        model = model.module if hasattr(model, "module") else model
-        facts = save_reference(model, self.trainer.processing_class, final_dir, self.reference_texts)
-        self.tracker.log_metrics({f"export_reference/{k}": v for k, v in facts.items()}, step=0, raw=True)
-
-    def close(self):
-        from workbench import console
-
-        if console.log_path() is not None and console.log_path().is_file() and self.tracker.run_id:
-            self.tracker.log_artifact(console.log_path())  # the libraries' warnings, for when something looks off
-        self.tracker.end("FINISHED" if self.status == "FINISHED" else "KILLED" if self.status == "RUNNING" else "FAILED")
-
-
-def _write_info(output_dir: Path, run_id: str, state: str) -> None:
-    (output_dir / RUN_INFO).write_text(json.dumps({"run_id": run_id, "state": state}))
-
-
-def _new_output_dir(recipe) -> Path:
-    if recipe.train.output_dir:
-        path = Path(recipe.train.output_dir)
-        return path if path.is_absolute() else project_root() / path
-    name = recipe.track.run_name or os.environ.get("WORKBENCH_RUN_NAME")
-    return runs_dir() / recipe.name / (name or time.strftime("%Y%m%d-%H%M%S"))
-
-
-def _resumable(recipe) -> tuple[Path, str, str]:
-    """(output_dir, MLflow run id, checkpoint) of the newest unfinished run of this recipe."""
-    newest = _new_output_dir(recipe)
-    # A fixed train.output_dir is the one candidate; otherwise every run folder of the recipe, newest first.
-    candidates = [newest] if recipe.train.output_dir else sorted(newest.parent.glob("*"), reverse=True)
-    for path in candidates:
-        info_file = path / RUN_INFO
-        checkpoints = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {"state": "finished"}
-        if checkpoints and info["state"] != "finished":
-            return path, info["run_id"], str(checkpoints[-1])
-    parent = newest if recipe.train.output_dir else newest.parent
-    raise WorkbenchError(f"--resume: no unfinished run of '{recipe.name}' with a checkpoint under {parent}")
-
-
-def build(recipe, resume: bool = False) -> Run:
+def build(plan, resume: bool = False) -> Run:
     import torch
     from transformers import set_seed
 
-    from workbench.model.load import load_model
-    from workbench.train.plan import preflight
-    from workbench.track.tracker import tracker
+    from workbench.track.tracker import NullTracker, Tracker
 
+    if not isinstance(plan, Plan):  # a recipe: resolve it first (the same plan `validate` prints)
+        plan = make_plan(plan, resume=resume)
+    recipe = plan.recipe
     if recipe.train.num_threads:
         torch.set_num_threads(recipe.train.num_threads)
-    dist, ds_config, keepalive = None, None, None
-    if recipe.train.deepspeed:
-        from workbench.scale import deepspeed as dist
-
-        dist.prepare_process()
-    if resume:
-        output_dir, run_id, checkpoint = _resumable(recipe)
-    else:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (recipe.track.run_name or recipe.train.output_dir
-                                                               or os.environ.get("WORKBENCH_RUN_NAME")):
-            # Every rank must write to the same folder; a clock-based name could differ between processes.
-            raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
-                                 "`make finetune GPUS=N` does this for you")
-        output_dir, run_id, checkpoint = _new_output_dir(recipe), None, None
-    # Everything `workbench validate` checks fails here, before a run is opened in MLflow.
+    dist, keepalive = _start_processes(plan)
     main = dist is None or dist.is_main_process()
-    checked = preflight(recipe, output_dir=output_dir if main else None, resume=resume)
-    splits, base_model = checked.splits, checked.base_model
-    if dist:
-        ds_config, keepalive = _deepspeed_config(recipe, checked)
-    track = tracker(recipe, run_name=output_dir.name, run_id=run_id) if main else _null_tracker()
+    output_dir = plan.output_dir
+    track = (Tracker(plan.tracking_uri, recipe.track.experiment or recipe.name, output_dir.name, plan.run_id)
+             if main else NullTracker())
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         if main:
             from workbench import console
 
             console.attach_log(output_dir / "workbench.log")
-        track.log_start(recipe, splits, output_dir)
-        _record_contamination(checked.facts.get("contamination", {}), recipe, track)
-        if base_model.from_run:
-            track.mlflow.set_tag("base_run_id", base_model.from_run)
-        if ds_config:
-            track.mlflow.log_dict(ds_config, "deepspeed_config.json")
-            track.mlflow.set_tag("deepspeed", f"zero{dist.zero_stage(ds_config)} x {dist.world_size()} processes")
-            if "expert_parallel" in ds_config:
-                n, experts = recipe.train.expert_parallel, getattr(checked.model_config, "n_routed_experts", 0)
-                track.mlflow.set_tag("expert_parallel", f"{n} (AutoEP: {experts // n} of {experts} routed experts "
-                                                        "per process)")
+        track.log_start(recipe, plan.splits, output_dir)
+        _record_plan(plan, track, dist)
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
-        # a full fine-tune from a LoRA run keeps that run's MTP layer (its adapters merged) in memory, frozen: on
-        # disk it exists only as base + adapter, so it could not be copied over afterwards
-        keep_merged_mtp = not recipe.mtp.enabled and recipe.peft.type == "none" and checked.facts.get("base_is_adapter")
-        model, tokenizer = load_model(base_model, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
-                                                                 or keep_merged_mtp))
+        model, tokenizer = _load_student(plan)
         _attach_mtp(recipe, model, track)
         if keepalive is not None:
             _record_zero_init(model, track)
-        teacher = _teacher(checked.teacher, model, track) if checked.teacher else None
-        trainer, moe, selection, adapted = _assemble(recipe, model, tokenizer, splits, output_dir, track, ds_config,
-                                                     teacher=teacher)
-        evals, reference_texts = _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main)
-        from workbench.train.mtp import MtpReport
-
-        several = dist is not None and (dist.zero_stage(ds_config) == 3 or dist.world_size() > 1)
-        report = MtpReport(recipe, track, splits.eval if splits.eval is not None else [],
-                           enabled=main and not several and splits.eval is not None)
-        from workbench.evaluate.reward_report import RewardReport
-
-        rewards = RewardReport(recipe, track, splits.eval, output_dir, enabled=main and not several)
+        teacher = _teacher(plan, model, track) if plan.teacher is not None else None
+        trainer, moe, selection, adapted = _assemble(plan, model, tokenizer, track, teacher=teacher)
+        run = Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, adapters=adapted,
+                  base_model=plan.model.cfg.model_dump(), resume_from=plan.resume_from, moe=moe,
+                  esft_selection=selection, distributed=dist, zero_stage=plan.zero_stage, ds_config_keepalive=keepalive,
+                  teacher=plan.teacher.label if plan.teacher is not None else None,
+                  weights_dir=plan.model.weights_dir, off=_evidence_off(plan))
+        _add_reports(run, plan, tokenizer, main)
     except BaseException:
         track.end("FAILED")
         raise
-    return Run(recipe=recipe, output_dir=output_dir, trainer=trainer, tracker=track, evals=evals, adapters=adapted,
-               mtp=report, rewards=rewards,
-               reference_texts=reference_texts,
-               base_model=base_model.model_dump(), resume_from=checkpoint, moe=moe, esft_selection=selection,
-               distributed=dist, zero_stage=dist.zero_stage(ds_config) if ds_config else 0, ds_config_keepalive=keepalive,
-               teacher=(f"run {checked.teacher.from_run}" if checked.teacher.from_run else checked.teacher.name)
-               if checked.teacher else None)
+    return run
 
 
-def _evals(recipe, track, output_dir, splits, tokenizer, dist, ds_config, main):
-    """The recipe's before/after evaluation, and the rows the export reference is computed on."""
+def _start_processes(plan):
+    """(the DeepSpeed helper module or None, HfDeepSpeedConfig to keep alive or None). Under ZeRO-3 the
+    HfDeepSpeedConfig makes `from_pretrained` partition the weights while loading (zero.Init), so no rank ever
+    holds the whole model."""
+    if plan.deepspeed is None:
+        return None, None
+    from workbench.scale import deepspeed as dist
+
+    dist.prepare_process()
+    if plan.recipe.train.expert_parallel > 1:
+        from workbench.scale.expert_parallel import check_world
+
+        check_world(plan.recipe)  # the one check that needs the launched processes
+    if plan.zero_stage != 3:
+        return dist, None
+    from transformers.integrations import HfDeepSpeedConfig
+
+    dist.init_process_group()  # zero.Init partitions across the real world size
+    return dist, HfDeepSpeedConfig(plan.deepspeed)
+
+
+def _record_plan(plan, track, dist) -> None:
+    recipe = plan.recipe
+    _record_contamination(dict(plan.contamination), recipe, track)
+    if plan.model.cfg.from_run:
+        track.mlflow.set_tag("base_run_id", plan.model.cfg.from_run)
+    if plan.deepspeed:
+        track.mlflow.log_dict(plan.deepspeed, "deepspeed_config.json")
+        track.mlflow.set_tag("deepspeed", f"zero{plan.zero_stage} x {dist.world_size()} processes")
+        if "expert_parallel" in plan.deepspeed:
+            n, experts = recipe.train.expert_parallel, getattr(plan.model.config, "n_routed_experts", 0)
+            track.mlflow.set_tag("expert_parallel", f"{n} (AutoEP: {experts // n} of {experts} routed experts "
+                                                    "per process)")
+    for line in _evidence_off(plan):
+        track.mlflow.set_tag(f"off.{line.split(':')[0].replace(' ', '_')}", line)
+
+
+def _load_student(plan):
+    from workbench.model.load import load_resolved
+
+    recipe = plan.recipe
+    # a full fine-tune from a LoRA run keeps that run's MTP layer (its adapters merged) in memory, frozen: on disk it
+    # exists only as base + adapter, so it could not be copied over afterwards
+    keep_merged_mtp = not recipe.mtp.enabled and recipe.peft.type == "none" and plan.model.is_adapter
+    model, tokenizer = load_resolved(plan.model, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
+                                                                or keep_merged_mtp))
+    if recipe.train.expert_parallel > 1 and plan.model.config is None:  # the plan could not read it: check it now
+        from workbench.scale.expert_parallel import check_experts
+
+        check_experts(recipe, model.config)
+    return model, tokenizer
+
+
+def _evidence_off(plan) -> tuple[str, ...]:
+    """The before/after evidence a run with several processes does not produce, each as one line saying why."""
+    if not plan.several_processes:
+        return ()
+    why = (f"ZeRO-3 partitions the model over {plan.world_size} process(es)" if plan.zero_stage == 3
+           else f"{plan.world_size} processes hold the model")
+    recipe, off = plan.recipe, []
+    if recipe.eval.suite or recipe.eval.retention_suite:
+        off.append(f"recipe evals: off ({why}; they run in one process: `workbench eval <run id> --suite ...` after)")
+    if recipe.method.name == "grpo" and plan.splits.eval is not None:
+        off.append(f"held-out reward: off ({why}; it generates in one process)")
+    if recipe.mtp.enabled or recipe.mtp.report == "always":
+        off.append(f"MTP report: off ({why}; it generates in one process)")
+    return tuple(off)
+
+
+def _add_reports(run, plan, tokenizer, main) -> None:
+    """The recipe's before/after evals, the MTP report, the held-out reward, and the export reference's rows."""
     from workbench.data.load import as_texts
     from workbench.evaluate.recipe_evals import RecipeEvals
+    from workbench.evaluate.reward_report import RewardReport
+    from workbench.train.mtp import MtpReport
 
-    several = dist is not None and (dist.zero_stage(ds_config) == 3 or dist.world_size() > 1)
-    evals = RecipeEvals(recipe, track, output_dir, main=main,
-                        skipped="recipe evals run in a single process without ZeRO-3" if several else None)
+    recipe, splits, alone = plan.recipe, plan.splits, main and not plan.several_processes
+    run.evals = RecipeEvals(recipe, run.tracker, plan.output_dir, main=main,
+                            skipped="recipe evals run in a single process without ZeRO-3" if plan.several_processes
+                            else None)
+    run.mtp = MtpReport(recipe, run.tracker, splits.eval if splits.eval is not None else [],
+                        enabled=alone and splits.eval is not None, base_weights=plan.model.weights_dir)
+    run.rewards = RewardReport(recipe, run.tracker, splits.eval, plan.output_dir, enabled=alone,
+                               funcs=plan.rewards, weights=plan.reward_weights)
     rows = splits.eval if splits.eval is not None else splits.train
     try:
-        texts = as_texts(rows, tokenizer, 64)
+        run.reference_texts = as_texts(rows, tokenizer, 64)
     except Exception as exc:  # e.g. a tokenizer without a chat template: the export check falls back
         print(f"notice: export reference: rows could not be rendered ({type(exc).__name__}); `workbench export` "
               "will compare with the saved model instead of the trained one")
-        texts = None
-    return evals, texts
 
 
 def _attach_mtp(recipe, model, track) -> None:
@@ -302,58 +193,19 @@ def _record_zero_init(model, track) -> None:
         print(f"warning: ZeRO-3: only {partitioned} of {len(tensors)} weight tensors were partitioned while loading")
 
 
-def _teacher(cfg, student, track):
-    """distill: the teacher, loaded like a base model (a run's adapter merged), frozen; its size on the run."""
-    from workbench.model.load import load_model
+def _teacher(plan, student, track):
+    """distill: the teacher the plan pinned, loaded like a base model (a run's adapter merged), frozen."""
+    from workbench.model.load import load_resolved
 
-    teacher, _ = load_model(cfg, key="teacher", with_mtp=False)
+    teacher, _ = load_resolved(plan.teacher, with_mtp=False, tokenizer=False)
     teacher.requires_grad_(False)
     sizes = {"teacher": sum(p.numel() for p in teacher.parameters()), "student": sum(p.numel() for p in student.parameters())}
-    track.mlflow.set_tags({"distill.teacher": f"run {cfg.from_run}" if cfg.from_run else cfg.name,
-                           "distill.teacher_params": f"{sizes['teacher']:,}", "distill.student_params": f"{sizes['student']:,}"})
+    track.mlflow.set_tags({"distill.teacher": plan.teacher.label, "distill.teacher_params": f"{sizes['teacher']:,}",
+                           "distill.student_params": f"{sizes['student']:,}"})
     return teacher
 
 
-def _null_tracker():
-    from workbench.track.tracker import NullTracker
-
-    return NullTracker()
-
-
-def _deepspeed_config(recipe, checked):
-    """(resolved DeepSpeed config, HfDeepSpeedConfig to keep alive). Under ZeRO-3 the HfDeepSpeedConfig
-    makes `from_pretrained` partition the weights while loading (zero.Init), so no rank ever holds the
-    whole model; that needs the model's width up front, read from its config."""
-    from workbench.scale import deepspeed as dist
-
-    hidden = getattr(checked.model_config, "hidden_size", None)
-    config = dist.resolved_config(recipe, hidden_size=hidden, model_type=getattr(checked.model_config, "model_type", None))
-    if recipe.train.expert_parallel > 1:
-        from workbench.scale.expert_parallel import check_model
-
-        check_model(recipe, checked.model_config)
-    dist.validate(config)
-    keepalive = None
-    if dist.zero_stage(config) == 3 and hidden is None:
-        raise WorkbenchError("train.deepspeed: ZeRO-3 partitions the model while it loads (zero.Init) and needs its "
-                             "hidden size, but this model's config could not be read here; download it, or use zero2")
-    if dist.zero_stage(config) == 3 and recipe.mtp.enabled:
-        raise WorkbenchError(f"mtp.enabled: the MTP layer is added after loading, outside ZeRO-3's partitioned load "
-                             f"({recipe.train.deepspeed} is ZeRO-3); use zero2 or drop train.deepspeed")
-    if dist.zero_stage(config) == 3 and checked.facts.get("base_is_adapter"):
-        raise WorkbenchError(f"model.from_run: run {recipe.model.from_run} saved a LoRA adapter, which must be merged "
-                             "into whole weights before ZeRO-3 can partition them; run `workbench export "
-                             f"{checked.base_model.from_run}` and set model.name to its export directory")
-    if dist.zero_stage(config) == 3:
-        from transformers.integrations import HfDeepSpeedConfig
-
-        dist.init_process_group()  # zero.Init partitions across the real world size
-
-        keepalive = HfDeepSpeedConfig(config)
-    return config, keepalive
-
-
-def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_config: dict | None = None, teacher=None):
+def _assemble(plan, model, tokenizer, track, teacher=None):
     """Model surgery in order: trainable groups, ESFT, reference copy, LoRA; then the trainer and MoE plugin."""
     from workbench.data.load import as_texts
     from workbench.model.lora import wrap
@@ -361,6 +213,7 @@ def _assemble(recipe, model, tokenizer, splits, output_dir: Path, track, ds_conf
     from workbench.train.methods.common import reference_model
     from workbench.moe import control, plugin
 
+    recipe, splits, output_dir, ds_config = plan.recipe, plan.splits, plan.output_dir, plan.deepspeed
     control.apply_trainable(model, recipe.moe)
     selection = None
     total = sum(p.numel() for p in model.parameters())

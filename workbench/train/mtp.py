@@ -158,17 +158,16 @@ class MtpReport:
     model in memory (no second copy): the trained layer, or with `mtp.report: always` the checkpoint's layer
     attached for the measurement only."""
 
-    def __init__(self, recipe, track, rows, enabled: bool):
+    def __init__(self, recipe, track, rows, enabled: bool, base_weights: str | None = None):
         mode = recipe.mtp.report
         self.recipe, self.track, self.rows = recipe, track, rows
+        self.base_weights = base_weights  # the base checkpoint's folder, as the plan pinned it
         self.active = enabled and mode != "never" and (recipe.mtp.enabled or mode == "always")
         self.before_figures: dict | None = None
 
     def _untrained_source(self, model, final_dir: Path | None = None) -> str | None:
-        from workbench.model.load import local_checkpoint
-
         lm = causal_lm(model)
-        for folder in ([str(final_dir)] if final_dir else []) + [local_checkpoint(lm.config.name_or_path)]:
+        for folder in ([str(final_dir)] if final_dir else []) + [self.base_weights]:
             if folder and checkpoint_mtp_keys(folder, lm.config.num_hidden_layers):
                 return folder
         return None

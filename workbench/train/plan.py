@@ -1,433 +1,193 @@
-"""Everything `finetune` would reject, checked before anything starts; `workbench validate` runs exactly this.
+"""The plan: a recipe resolved once, before anything runs. `validate` prints it; `finetune` trains it.
 
-    from workbench.train.plan import preflight
-    checked = preflight(recipe)        # data splits, the pinned base model, its config, architecture facts
-    workbench validate legal           # the same from the command line
+    from workbench.train.plan import make_plan
+    plan = make_plan(load_recipe("legal"))     # every source pinned, data loaded and checked, configs resolved
+    print(describe_plan(plan))                  # what `workbench validate legal` prints
+    run = build(plan)                           # workbench.train.build consumes it and looks nothing up again
 
-After the schema (workbench.recipe.schema), this reads what the recipe points at: the data (every row), the
-tracking store, the output folder, the base model's config (a broken config.json is a one-line error naming
-the file; `model.from_run` reads the base run's own config), then builds the architecture on PyTorch's meta
-device (no weights) at reduced depth and resolves LoRA targets, `modules_to_save`, MoE settings and the
-attention implementation against it. `run.build` calls it before an MLflow run is opened, so no run is ever
-opened for a recipe `validate` would reject.
+After the schema (workbench.recipe.schema), the plan reads what the recipe points at, in this order: the eval
+suites, rewards and DeepSpeed file it names; the tracking store (it must answer); the output folder (it must be
+creatable and hold no other run); the data (every row); the rewards (called once on two placeholder
+completions); the base model (a run reference pinned to its id, a preset built, a folder's weights and tokenizer
+checked, its config read); the architecture on PyTorch's meta device (LoRA targets, MoE settings, attention);
+eval contamination; MTP; the teacher; the resolved DeepSpeed config with expert parallelism against the model.
+Every failure is one line naming the key, before an MLflow run is opened. What needs the launched processes
+(their number against `train.expert_parallel`) is checked by `build`, the only check left there.
 """
 
-import json
-import socket
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from types import MappingProxyType
 
 from workbench.errors import WorkbenchError
-from workbench.paths import project_root
+from workbench.paths import runs_dir
+from workbench.train import checks
+from workbench.train.checks import check_references  # noqa: F401  (the CLI's estimate runs it alone)
 
-TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
-
-
-@dataclass
-class Checked:
-    splits: object  # workbench.data.load.Splits
-    base_model: object  # ModelConfig, with `from_run` pinned to a run id
-    source: str | None  # what from_pretrained loads (None: the base run's final weights)
-    model_config: object | None  # transformers config; None for a hub id this machine cannot read
-    facts: dict = field(default_factory=dict)  # what the meta-device build found: layers, experts, adapters
-    teacher: object | None = None  # distill: TeacherConfig, with `from_run` pinned to a run id
+RUN_INFO = "run.json"
 
 
-def check_references(recipe) -> None:
-    """What the recipe names outside itself, resolved: eval suites (evals/suites.yaml or a questions file, every row
-    read), rewards (known names, a user's file and function), the format pattern, and the DeepSpeed config file
-    against the recipe. Errors name the recipe file and the key, like the schema's."""
-    from workbench.recipe.load import display_path
+@dataclass(frozen=True)
+class Plan:
+    recipe: object  # workbench.recipe.schema.Recipe
+    label: str  # the recipe file as errors name it
+    tracking_uri: str
+    output_dir: Path
+    splits: object  # workbench.data.load.Splits: loaded, every row checked
+    model: object  # workbench.model.load.ResolvedModel: the pinned base
+    teacher: object | None = None  # distill: the pinned teacher
+    deepspeed: dict | None = None  # the resolved DeepSpeed config for this process's world size
+    world_size: int = 1
+    rewards: tuple = ()  # grpo: the reward functions, in the recipe's order (tried before training)
+    reward_weights: tuple = ()
+    contamination: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    facts: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # architecture, adapters, teacher
+    resume_from: str | None = None  # --resume: the checkpoint
+    run_id: str | None = None  # --resume: the MLflow run it continues
 
-    if problem := reference_problem(recipe):
-        raise WorkbenchError(f"{display_path(Path(recipe.path))}: {problem}")
+    @property
+    def zero_stage(self) -> int:
+        return (self.deepspeed or {}).get("zero_optimization", {}).get("stage", 0)
 
-
-def reference_problem(recipe) -> str | None:
-    from workbench.evaluate.tasks import check_suite_ref
-
-    for key in ("suite", "retention_suite"):
-        ref = getattr(recipe.eval, key)
-        if ref is not None:
-            try:
-                check_suite_ref(ref)
-            except ValueError as exc:
-                return f"eval.{key}: {exc}"
-    if recipe.method.name == "grpo" and (problem := _rewards_problem(recipe.method)):
-        return problem
-    if recipe.train.deepspeed:
-        from workbench.scale.deepspeed import recipe_problem
-
-        return recipe_problem(recipe)
-    return None
-
-
-def _rewards_problem(method) -> str | None:
-    from workbench.evaluate import rewards
-    from workbench.recipe.schema import did_you_mean
-
-    known = f"known: {', '.join(rewards.NAMES)}, or path/to/file.py:function"
-    if not method.rewards:
-        return f"method.rewards: method grpo needs at least one reward, e.g. {{math_answer: 1.0}} ({known})"
-    for name in method.rewards:
-        if name not in rewards.NAMES and not rewards.is_user_spec(name):
-            return f"method.rewards.{name}: unknown reward{did_you_mean(name, rewards.NAMES)} ({known})"
-    if method.format_pattern is not None and (problem := rewards.check_pattern(method.format_pattern)):
-        return f"method.format_pattern: not a regular expression: {problem}"
-    return None
+    @property
+    def several_processes(self) -> bool:
+        """ZeRO-3 or more than one process: no process holds the whole model alone."""
+        return self.deepspeed is not None and (self.zero_stage == 3 or self.world_size > 1)
 
 
-def preflight(recipe, output_dir: Path | None = None, resume: bool = False) -> Checked:
-    from workbench.data.load import load_dataset
-    from workbench.model.load import check_loadable, final_config, resolve_source
-
-    check_references(recipe)
-    check_tracking(recipe)
-    if output_dir is not None and not resume:
-        check_output_dir(output_dir)
-    splits = load_dataset(recipe.data, recipe.method.name, check_row=_reward_fields(recipe))
-    if recipe.method.name == "grpo":
-        _try_rewards(recipe, splits.train[0])
-    base_model = pinned_model(recipe)
-    if base_model.from_run:
-        from workbench.track.lineage import run_output
-
-        from workbench.model.load import final_info
-
-        final = run_output(base_model.from_run)
-        source, config, from_adapter = None, final_config(final), final_info(final)[1]
-    else:
-        source = resolve_source(base_model.name, base_model.seed)
-        config, from_adapter = check_loadable(base_model, source), False
-        if Path(source).is_dir():
-            check_model_files(Path(source), base_model)
-    facts = check_architecture(recipe, config) if config is not None else {}
-    facts["base_is_adapter"] = from_adapter
-    facts["contamination"] = eval_contamination(recipe)
-    check_mtp(recipe, base_model, config)
-    teacher = None
-    if recipe.teacher.given:
-        teacher = pinned_model(recipe, "teacher")
-        facts["teacher"] = check_teacher(teacher, base_model, config)
-        check_distill_rows(recipe, splits, model_files(base_model, "model")[1])
-    return Checked(splits=splits, base_model=base_model, source=source, model_config=config, facts=facts,
-                   teacher=teacher)
-
-
-def _reward_fields(recipe):
-    """grpo: each row must carry what its rewards read (a math answer that parses, tests to run, ...)."""
-    if recipe.method.name != "grpo":
-        return None
-    from workbench.evaluate import rewards
-
-    names = list(recipe.method.rewards)
-    for name in names:
-        if rewards.is_user_spec(name):
-            rewards.load_user_reward(name, key=f"method.rewards.{name}")  # a missing file or function fails here
-    return lambda row, where: rewards.check_row(row, names, where)
-
-
-def _try_rewards(recipe, row: dict) -> None:
-    """Call each of the recipe's own reward functions once, on the first row with an empty completion, the way
-    TRL will: a signature or a crash that would stop the run at its first step stops it here instead."""
-    from workbench.evaluate import rewards
-
-    from transformers import TrainerState
-
-    funcs, _ = rewards.build(dict(recipe.method.rewards), format_pattern=recipe.method.format_pattern)
-    chat = isinstance(row["prompt"], list)
-    columns = {key: [value] for key, value in row.items() if key != "prompt"}
-    placeholder = "0"  # a completion that is no answer: what matters here is that the call itself works
-    for name, func in zip(recipe.method.rewards, funcs):
-        if not rewards.is_user_spec(name):
-            continue
-        try:
-            func(prompts=[row["prompt"]], completions=[[{"role": "assistant", "content": placeholder}] if chat
-                                                       else placeholder],
-                 completion_ids=[[0]], trainer_state=TrainerState(global_step=0, max_steps=max(recipe.train.max_steps, 1)),
-                 log_extra=lambda *a, **k: None, log_metric=lambda *a, **k: None, **columns)
-        except rewards.RewardCallError as error:
-            if isinstance(error.cause, TypeError):  # its arguments do not fit what TRL passes: it cannot run
-                raise
-            print(f"notice: {error} (on a placeholder completion before training; it may be fine on real ones)")
-
-
-def weights_dir(cfg) -> str | None:
-    """The local folder holding a model's weights (a run's final model, or for an adapter its base's); None for
-    a hub id not downloaded yet."""
-    from workbench.model.load import final_info, local_checkpoint, resolve_source
-
-    if cfg.from_run:
-        from workbench.track.lineage import run_output
-
-        final = run_output(cfg.from_run)
-        base, adapter = final_info(final)
-        return weights_dir(base) if adapter else str(final)
-    from workbench.model.mtp import holds_weights
-
-    folder = local_checkpoint(resolve_source(cfg.name, cfg.seed), cfg.revision)
-    return folder if holds_weights(folder) else None  # a snapshot with only config and tokenizer: not known yet
-
-
-def check_mtp(recipe, base_model, config) -> None:
-    """mtp.enabled needs a DeepSeek-V3 model, and MTP weights in the checkpoint where the recipe relies on them."""
-    if not recipe.mtp.enabled or config is None:
-        return
-    from workbench.model.mtp import checkpoint_mtp_keys
-
-    if getattr(config, "model_type", None) != "deepseek_v3":
-        raise WorkbenchError(f"mtp.enabled: multi-token prediction is DeepSeek-V3's module; this model is "
-                             f"{getattr(config, 'model_type', type(config).__name__)}")
-    if recipe.mtp.init == "last_layer" and recipe.peft.type != "none":
-        raise WorkbenchError("mtp.init: last_layer builds the MTP layer in memory, and a LoRA adapter saves neither it "
-                             "nor its frozen weights; use mtp.init: checkpoint with LoRA, or a full fine-tune")
-    folder = weights_dir(base_model)
-    if folder is None:  # a hub checkpoint not downloaded yet: what it holds is known once it loads
-        return
-    if recipe.mtp.init == "last_layer" or checkpoint_mtp_keys(folder, config.num_hidden_layers):
-        return
-    layer = f"model.layers.{config.num_hidden_layers}.*"
-    if recipe.mtp.init == "checkpoint":
-        raise WorkbenchError(f"mtp.init: checkpoint, but {folder} holds no MTP weights ({layer}); set mtp.init: "
-                             "last_layer to start the module from the last decoder layer")
-    if recipe.peft.type != "none":
-        raise WorkbenchError(f"mtp.enabled: with LoRA the MTP layer's own weights stay frozen and unsaved, so they must "
-                             f"come from the checkpoint, and {folder} holds none ({layer}); start from a model that has "
-                             "one (deepseek-v3-tiny-mtp, DeepSeek-V3, or a full fine-tune with mtp.enabled)")
-
-
-def pinned_model(recipe, section: str = "model"):
-    """`from_run: legal` means the newest legal run today; pin it to that run's id for the record."""
-    cfg = getattr(recipe, section)
-    if not cfg.from_run:
-        return cfg
+def make_plan(recipe, resume: bool = False) -> Plan:
+    """Resolve `recipe` (see the module docstring); raises a one-line WorkbenchError on anything `finetune` refuses."""
     import mlflow
 
-    from workbench.track.lineage import find_run
-    from workbench.track.tracker import tracking_uri
+    from workbench.data.load import load_dataset
+    from workbench.model.load import resolve_model
 
-    mlflow.set_tracking_uri(tracking_uri(recipe))
-    return cfg.model_copy(update={"from_run": find_run(cfg.from_run, key=f"{section}.from_run").info.run_id})
-
-
-def model_files(cfg, key: str) -> tuple[object | None, str | None]:
-    """(transformers config or None, local folder holding its tokenizer or None) of a model a recipe names."""
-    from workbench.model.load import final_config, read_config, resolve_source
-
-    if cfg.from_run:
-        from workbench.track.lineage import run_output
-
-        final = run_output(cfg.from_run, key=f"{key}.from_run")
-        return final_config(final), str(final)
-    source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
-    folder = Path(source) if Path(source).is_dir() else None
-    has_tokenizer = folder is not None and any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
-    return read_config(source, cfg, key=f"{key}.name"), str(folder) if has_tokenizer else None
-
-
-def check_distill_rows(recipe, splits, tokenizer_dir: str | None) -> None:
-    """Distillation keeps the last train.max_length tokens of a row and needs a prompt left to start from (TRL's
-    collator raises mid-run otherwise): name the first row whose answer alone fills the window."""
-    if tokenizer_dir is None:
-        return
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    limit = recipe.train.max_length
-    for part, rows in (("data.train", splits.train), ("data.eval", splits.eval)):
-        for row in rows if rows is not None else ():
-            messages = row["messages"]
-            prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-            full = tokenizer.apply_chat_template(messages, tokenize=False)
-            n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            n_answer = len(tokenizer(full, add_special_tokens=False)["input_ids"]) - n_prompt
-            if n_prompt == 0 or n_answer >= limit:
-                why = (f"its answer alone is {n_answer} tokens, which fills train.max_length ({limit})" if n_prompt
-                       else "nothing comes before its assistant turn")
-                raise WorkbenchError(f"{part}: the row whose answer starts {messages[-1]['content'][:40]!r}: {why}, "
-                                     "so no prompt is left to distil from; raise train.max_length or shorten the row")
+    checks.check_references(recipe)
+    uri = checks.check_tracking(recipe)
+    main = os.environ.get("RANK", "0") == "0"
+    output_dir, run_id, checkpoint = locate_run(recipe, resume)
+    if main and not resume:
+        checks.check_output_dir(output_dir)
+    splits = load_dataset(recipe.data, recipe.method.name, check_row=checks.reward_fields(recipe))
+    funcs, weights = checks.try_rewards(recipe, splits.train) if recipe.method.name == "grpo" else ((), ())
+    mlflow.set_tracking_uri(uri)  # where `from_run` references are looked up
+    model = resolve_model(recipe.model)
+    facts = checks.check_architecture(recipe, model.config) if model.config is not None else {}
+    checks.check_mtp(recipe, model)
+    teacher = None
+    if recipe.teacher.given:
+        teacher = resolve_model(recipe.teacher, key="teacher")
+        facts["teacher"] = checks.check_teacher(teacher, model)
+        checks.check_distill_rows(recipe, splits, model.tokenizer_dir)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    deepspeed = resolve_deepspeed(recipe, model) if recipe.train.deepspeed else None
+    return Plan(recipe=recipe, label=_label(recipe), tracking_uri=uri, output_dir=output_dir, splits=splits,
+                model=model, teacher=teacher, deepspeed=deepspeed, world_size=world, rewards=tuple(funcs),
+                reward_weights=tuple(weights), contamination=MappingProxyType(checks.eval_contamination(recipe)),
+                facts=MappingProxyType(facts), resume_from=checkpoint, run_id=run_id)
 
 
-def check_teacher(teacher, student, student_config) -> dict:
-    """The teacher must score the student's tokens: the same vocabulary, token for token (one-line error)."""
-    if teacher.quantize != "none":
-        import importlib.util
+def _label(recipe) -> str:
+    from workbench.recipe.load import display_path
 
-        import torch
-
-        if not torch.cuda.is_available():
-            raise WorkbenchError(f"teacher.quantize: {teacher.quantize} needs a CUDA GPU (bitsandbytes); "
-                                 "set teacher.quantize: none here")
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise WorkbenchError("teacher.quantize: needs bitsandbytes: pip install -c constraints.txt -e '.[gpu]'")
-    teacher_config, teacher_dir = model_files(teacher, "teacher")
-    _, student_dir = model_files(student, "model")
-    sizes = [getattr(c.get_text_config(), "vocab_size", None) if c is not None else None
-             for c in (teacher_config, student_config)]
-    if None not in sizes and sizes[0] != sizes[1]:
-        raise WorkbenchError(f"teacher: its vocabulary has {sizes[0]} tokens and the student's {sizes[1]}; distillation "
-                             "matches next-token distributions token by token, so both need the same tokenizer")
-    if teacher_dir and student_dir:
-        from transformers import AutoTokenizer
-
-        try:
-            vocabs = [AutoTokenizer.from_pretrained(d).get_vocab() for d in (teacher_dir, student_dir)]
-        except Exception as exc:  # a tokenizer file transformers cannot read: name the folder, not the library frame
-            raise WorkbenchError(f"teacher: cannot read the tokenizers in {teacher_dir} and {student_dir} to compare "
-                                 f"them: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        if vocabs[0] != vocabs[1]:
-            differ = len(set(vocabs[0].items()) ^ set(vocabs[1].items())) // 2
-            raise WorkbenchError(f"teacher: its tokenizer differs from the student's ({differ} tokens map to other ids); "
-                                 "distillation needs the same tokenizer")
-    if teacher_config is None:
-        return {}
-    return {"model_type": teacher_config.model_type, "layers": getattr(teacher_config, "num_hidden_layers", None),
-            "routed_experts": getattr(teacher_config, "n_routed_experts", None)}
+    return display_path(Path(recipe.path))
 
 
-def check_tracking(recipe) -> None:
-    """The store must be one MLflow can open from here: a sqlite file in an existing folder, a server that
-    answers, a database whose driver is installed."""
-    from workbench.track.tracker import tracking_uri
+def new_output_dir(recipe) -> Path:
+    from workbench.paths import project_root
 
-    uri = tracking_uri(recipe)
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+")[0]
-    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:
-        raise WorkbenchError(f"track.tracking_uri: '{uri}' has an unknown scheme '{scheme}' "
-                             f"(MLflow stores: {', '.join(TRACKING_SCHEMES)}, or a folder)")
-    if scheme == "sqlite":
-        folder = Path(uri[len("sqlite:///"):]).parent
-        if not folder.is_dir():
-            raise WorkbenchError(f"track.tracking_uri: the folder of the sqlite store does not exist: {folder}")
-    elif scheme in ("http", "https"):
-        try:
-            socket.create_connection((parsed.hostname, parsed.port or (443 if scheme == "https" else 80)), timeout=5).close()
-        except OSError as exc:
-            raise WorkbenchError(f"track.tracking_uri: cannot reach the MLflow server {uri}: {exc.strerror or exc}") from None
-    elif scheme in ("postgresql", "mysql", "mssql"):
-        from sqlalchemy.engine import make_url
-
-        try:
-            make_url(uri).get_dialect().import_dbapi()
-        except Exception as exc:  # the URL is malformed or its database driver is not installed
-            raise WorkbenchError(f"track.tracking_uri: cannot use {scheme} here: {str(exc).splitlines()[0]}") from None
+    if recipe.train.output_dir:
+        path = Path(recipe.train.output_dir)
+        return path if path.is_absolute() else project_root() / path
+    name = recipe.track.run_name or os.environ.get("WORKBENCH_RUN_NAME")
+    return runs_dir() / recipe.name / (name or time.strftime("%Y%m%d-%H%M%S"))
 
 
-def eval_contamination(recipe) -> dict[str, tuple[int, int]]:
-    """{eval data file: (rows sharing a 13-gram with the recipe's training file, rows)} for the recipe's eval
-    suites (workbench.evaluate.contamination); empty when there is no suite or the training data is not a local file."""
-    suites = [s for s in dict.fromkeys((recipe.eval.suite, recipe.eval.retention_suite)) if s]
-    train = Path(recipe.data.train).expanduser()
-    train = train if train.is_absolute() else project_root() / train
-    if not suites or not train.is_file():
-        return {}
-    from workbench.evaluate.contamination import check, suite_data_files
+def locate_run(recipe, resume: bool) -> tuple[Path, str | None, str | None]:
+    """(output folder, MLflow run id, checkpoint): a new folder, or with `resume` the newest unfinished run of the
+    recipe that has a checkpoint."""
+    if not resume:
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if several and not (recipe.track.run_name or recipe.train.output_dir or os.environ.get("WORKBENCH_RUN_NAME")):
+            # Every rank must write to the same folder; a clock-based name could differ between processes.
+            raise WorkbenchError("track.run_name: set it (or WORKBENCH_RUN_NAME) when launching several processes; "
+                                 "`make finetune GPUS=N` does this for you")
+        return new_output_dir(recipe), None, None
+    import json
 
-    files = list(dict.fromkeys(f for suite in suites for f in suite_data_files(suite)))
-    counts = check([train], files).counts if files else {}
-    shown = lambda path: str(Path(path).relative_to(project_root())) if Path(path).is_relative_to(project_root()) else path  # noqa: E731
-    return {shown(path): value for path, value in counts.items()}
-
-
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
-def check_model_files(folder: Path, cfg) -> None:
-    """A local model directory must hold weights and a tokenizer that loads (read here, not after a run opened)."""
-    if not any((folder / name).is_file() for name in WEIGHTS):
-        raise WorkbenchError(f"model.name: {folder} holds no weights (expected one of {', '.join(WEIGHTS)})")
-    from transformers import AutoTokenizer
-
-    try:
-        AutoTokenizer.from_pretrained(str(folder), trust_remote_code=cfg.trust_remote_code)
-    except Exception as exc:  # tokenizers raise assorted types for a broken tokenizer.json / vocab
-        raise WorkbenchError(f"model.name: the tokenizer in {folder} does not load: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    newest = new_output_dir(recipe)
+    # A fixed train.output_dir is the one candidate; otherwise every run folder of the recipe, newest first.
+    candidates = [newest] if recipe.train.output_dir else sorted(newest.parent.glob("*"), reverse=True)
+    for path in candidates:
+        info_file = path / RUN_INFO
+        found = sorted(path.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {"state": "finished"}
+        if found and info["state"] != "finished":
+            return path, info["run_id"], str(found[-1])
+    parent = newest if recipe.train.output_dir else newest.parent
+    raise WorkbenchError(f"--resume: no unfinished run of '{recipe.name}' with a checkpoint under {parent}")
 
 
-def check_output_dir(path: Path) -> None:
-    """A new run never writes into a folder that holds another run's work (that would be lost)."""
-    info = path / "run.json"
-    if path.exists() and not path.is_dir():
-        raise WorkbenchError(f"train.output_dir: {path} exists and is not a folder")
-    if info.is_file():
-        state = json.loads(info.read_text()).get("state", "finished")
-        hint = "continue it with --resume" if state != "finished" else "choose another train.output_dir"
-        raise WorkbenchError(f"train.output_dir: {path} already holds a {state} run; {hint}")
+def resolve_deepspeed(recipe, model) -> dict:
+    """The recipe's DeepSpeed config with every value filled in for this world size, checked against the model
+    (ZeRO-3 needs its width; AutoEP its routed experts) and by DeepSpeed's own parser."""
+    from workbench.scale import deepspeed as dist
+    from workbench.scale.expert_parallel import check_experts
+
+    config_of = model.config
+    hidden = getattr(config_of, "hidden_size", None)
+    config = dist.resolved_config(recipe, hidden_size=hidden, model_type=getattr(config_of, "model_type", None))
+    if recipe.train.expert_parallel > 1:
+        check_experts(recipe, config_of)
+    dist.validate(config)
+    if dist.zero_stage(config) == 3:
+        if hidden is None:
+            raise WorkbenchError("train.deepspeed: ZeRO-3 partitions the model while it loads (zero.Init) and needs "
+                                 "its hidden size, but this model's config could not be read here; download it, or "
+                                 "use zero2")
+        if recipe.mtp.enabled:
+            raise WorkbenchError(f"mtp.enabled: the MTP layer is added after loading, outside ZeRO-3's partitioned "
+                                 f"load ({recipe.train.deepspeed} is ZeRO-3); use zero2 or drop train.deepspeed")
+        if model.is_adapter:
+            raise WorkbenchError(f"model.from_run: run {recipe.model.from_run} saved a LoRA adapter, which must be "
+                                 "merged into whole weights before ZeRO-3 can partition them; run `workbench export "
+                                 f"{model.cfg.from_run}` and set model.name to its export directory")
+    return config
 
 
-def check_architecture(recipe, config) -> dict:
-    """Build the architecture on the meta device (the dense layers + one MoE layer) and resolve the recipe's
-    LoRA, MoE and attention settings against it. Returns what it found."""
-    import warnings
-
-    from workbench.moe.routing import find_routers
-
-    with warnings.catch_warnings():  # library deprecation notices about a throwaway meta model
-        warnings.simplefilter("ignore", FutureWarning)
-        return _resolve_against(recipe, config, find_routers)
-
-
-def _resolve_against(recipe, config, find_routers) -> dict:
-    model = _meta_model(recipe, config)
-    routers = find_routers(model)
-    moe_keys = {"moe.balance": recipe.moe.balance != "none", "moe.esft": recipe.moe.esft != "none",
-                "moe.train_router": not recipe.moe.train_router,
-                "moe.train_shared_experts": not recipe.moe.train_shared_experts,
-                "moe.train_routed_experts": not recipe.moe.train_routed_experts,
-                "train.stages": any(stage.balance not in (None, "none") for stage in recipe.train.stages)}
-    needs_routers = [key for key, used in moe_keys.items() if used]
-    if needs_routers and not routers:
-        raise WorkbenchError(f"{needs_routers[0]}: needs DeepSeek-V3 routers (sigmoid scores with a correction bias); "
-                             f"this {config.model_type} model has none")
-    facts = {"model_type": config.model_type, "moe_layers_built": len(routers),
-             "routed_experts": routers[0][1].e_score_correction_bias.numel() if routers else 0}
+def describe_plan(plan: Plan) -> str:
+    """What `workbench validate` prints: the first line says ok, the rest what would run."""
+    recipe, facts, splits = plan.recipe, plan.facts, plan.splits
+    n_eval = len(splits.eval) if splits.eval is not None else 0
+    adapters = ", ".join(f"{k} {v}" for k, v in facts.get("adapters", {}).items())
+    lines = [f"{recipe.name}: ok ({recipe.method.name}, model {plan.model.label}"
+             + (f" [{facts['model_type']}, {facts['routed_experts']} routed experts per MoE layer]"
+                if "model_type" in facts else "")
+             + (f", LoRA adapters on the dense layers + one MoE layer: {adapters}" if adapters else "")
+             + f", {len(splits.train)} train / {n_eval} eval rows from {splits.source})"]
+    lines.append(f"  weights {plan.model.weights}" + (f" + {len(plan.model.adapters)} adapter(s)" if plan.model.adapters
+                                                       else ""))
+    if plan.teacher is not None:
+        about = facts.get("teacher", {})
+        lines.append(f"  teacher {plan.teacher.label}"
+                     + (f" [{about['model_type']}, {about['layers']} layers, {about['routed_experts']} routed experts]"
+                        if about.get("routed_experts") else f" [{about['model_type']}]" if about else "")
+                     + ": same vocabulary as the student")
+    if plan.rewards:
+        lines.append("  rewards " + ", ".join(f"{f.__name__} x{w:g}" for f, w in zip(plan.rewards, plan.reward_weights))
+                     + " (each tried on two placeholder completions)")
+    if recipe.mtp.enabled:
+        lines.append(f"  mtp trained beside the model (weight {recipe.mtp.weight:g}, init {recipe.mtp.init})")
     if recipe.train.stages:
-        from workbench.moe.control import apply_trainable
-
-        apply_trainable(model, recipe.moe)
-    if recipe.peft.type == "lora":
-        _check_modules_to_save(model, recipe.peft.modules_to_save)
-        from workbench.model.lora import wrap
-
-        model, facts["adapters"] = wrap(model, recipe.peft, quiet=True)
-    if recipe.train.stages:
-        from workbench.train.stages import check_groups, trainable_groups
-
-        check_groups(recipe.train.stages, trainable_groups(model))
-    return facts
-
-
-def _meta_model(recipe, config):
-    import copy
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    config = copy.deepcopy(config)
-    if getattr(config, "quantization_config", None) is not None:
-        del config.quantization_config
-    dense = getattr(config, "first_k_dense_replace", None)
-    if dense is not None and getattr(config, "num_hidden_layers", 0) > dense + 1:
-        config.num_hidden_layers = dense + 1  # every kind of layer once: enough to resolve targets, and fast
-    kwargs = {"trust_remote_code": recipe.model.trust_remote_code}
-    if recipe.model.attn_implementation:
-        kwargs["attn_implementation"] = recipe.model.attn_implementation
-    try:
-        with torch.device("meta"):
-            return AutoModelForCausalLM.from_config(config, **kwargs)
-    except Exception as exc:  # the user's config.json decides what runs here: report it, whatever it raised
-        key = "model.attn_implementation" if isinstance(exc, ImportError) or "ttention" in str(exc) else "model.name"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WorkbenchError(f"{key}: transformers cannot build this model here: {first}") from None
-
-
-def _check_modules_to_save(model, names) -> None:
-    modules = [name for name, _ in model.named_modules()]
-    for i, name in enumerate(names):
-        if not any(m == name or m.endswith(f".{name}") for m in modules):
-            leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if m and not m.rsplit(".", 1)[-1].isdigit()})
-            raise WorkbenchError(f"peft.modules_to_save[{i}]: no module named '{name}' in this model "
-                                 f"(module names: {', '.join(leaves)})")
+        lines.append("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)})" for s in recipe.train.stages))
+    if plan.deepspeed is not None:
+        ep = recipe.train.expert_parallel
+        lines.append(f"  deepspeed ZeRO-{plan.zero_stage} ({recipe.train.deepspeed}), {plan.world_size} process(es) here"
+                     + (f", routed experts split over {ep} processes (AutoEP)" if ep > 1 else ""))
+    for path, (hits, rows) in plan.contamination.items():
+        verdict = "held out" if not hits else "CONTAMINATED: the score partly measures recall of training text"
+        lines.append(f"  eval data {path}: {hits} of {rows} rows share a 13-gram with {recipe.data.train} ({verdict})")
+    lines.append(f"  tracking {plan.tracking_uri}; output {plan.output_dir}")
+    return "\n".join(lines)

@@ -84,6 +84,9 @@ def describe(run) -> dict[str, str]:
         rows["library log"] = f"{console.log_path()}  (warnings of the libraries; -v shows them here)"
     if run.resume_from:
         rows["resuming"] = run.resume_from
+    for line in run.off:  # evidence a multi-process run does not produce, and why
+        name, _, why = line.partition(": ")
+        rows[name] = why
     return rows
 
 
@@ -136,6 +139,8 @@ def summarize(run, seconds: float) -> None:
         say(f"  retention gate: {run.evals.retention}")
     if routing := _routing(run):
         say(f"  routing: {routing}")
+    for line in run.off:
+        say(f"  {line}")
     url = run_url(run.tracker.run.info.experiment_id, run.tracker.run_id)
     say(f"  see it: make mlflow, then {url}")
     say(f"          make dashboard, then http://127.0.0.1:8501/?page=compare&runs={run.tracker.run_id}")

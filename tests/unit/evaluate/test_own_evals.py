@@ -189,7 +189,7 @@ def test_check_suite_ref_and_mlflow_labels(tmp_path):
 
 
 def test_a_recipe_names_a_questions_file_and_its_overlap_with_the_training_data_is_reported(tmp_path):
-    from workbench.train.plan import eval_contamination
+    from workbench.train.checks import eval_contamination
 
     recipe = load_recipe("vet")
     assert recipe.data.train == "data/vet/sft.jsonl" and recipe.eval.suite == "vet_chat"

@@ -9,7 +9,7 @@ from workbench.scale import deepspeed as distributed
 from workbench.recipe.load import load_recipe
 from workbench.train.plan import check_references
 from workbench.errors import WorkbenchError
-from workbench.scale.expert_parallel import check_model
+from workbench.scale.expert_parallel import check_experts, check_world
 
 
 class _Config:
@@ -54,15 +54,18 @@ def test_a_model_without_an_autoep_preset_is_refused_by_name():
     ("2", None, 2, "has no routed experts to split"),
 ])
 def test_the_job_and_the_model_must_split_evenly(monkeypatch, world, experts, n, expected):
+    """The experts are checked by the plan (validate too), the launched processes at start-up."""
     monkeypatch.setenv("WORLD_SIZE", world)
     with pytest.raises(WorkbenchError, match="train.expert_parallel") as err:
-        check_model(_recipe(f"train.expert_parallel={n}"), _Config(experts))
+        check_experts(_recipe(f"train.expert_parallel={n}"), _Config(experts))
+        check_world(_recipe(f"train.expert_parallel={n}"))
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 def test_an_even_split_passes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
-    check_model(_recipe("train.expert_parallel=4"), _Config(8))
+    check_experts(_recipe("train.expert_parallel=4"), _Config(8))
+    check_world(_recipe("train.expert_parallel=4"))
 
 
 @pytest.mark.parametrize("stage, expected", [(0, "needs ZeRO stage 1 or 2 (DeepSpeed's stage-0"), (3, "out of ZeRO-3")])

@@ -17,7 +17,10 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UN
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from workbench.errors import WorkbenchError
-from workbench.schedule.scheduler import ClaimStore, Heartbeat, LeaseLost, ScheduleConfig, StoreRetry, StoreUnavailable, claims_url, next_tick_in, runs_needing, store_outage, tick
+from workbench.schedule.claims import ClaimStore, claims_url
+from workbench.schedule.lease import Heartbeat, LeaseLost
+from workbench.schedule.outage import StoreRetry, StoreUnavailable, store_outage
+from workbench.schedule.scheduler import ScheduleConfig, next_tick_in, runs_needing, tick
 
 
 class Clock:

@@ -14,8 +14,10 @@ TRL's trainer, and why:
 - Routing replay and routing agreement (`workbench.moe.replay`): the experts each token used while its
   completion was sampled travel with the batch (`rollout_routing`, through TRL's shuffle and split) into
   every forward that scores it: old log-probs, the reference, each iteration's and micro-batch's training
-  forward. With `moe.routing_replay: rollout` they are used there; either way the training forwards log
-  how often the router's choice matches the rollout's.
+  forward. With `moe.routing_replay: rollout` they are used there (`moe/replay_applied`: the expert modules
+  received them); either way the training forwards log `moe/router_agreement`, how often the router's own
+  choice matches the rollout's. A recording that does not fit its batch stops a replay run (WorkbenchError
+  naming moe.routing_replay); without replay it is counted in `moe/replay_skipped`, logged at every log.
 - Sample completions with their rewards, as `completions.jsonl` (an MLflow artifact at the end).
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
+from workbench.errors import WorkbenchError
 from workbench.train.methods.common import shared_args
 
 ROUTING_KEY = "rollout_routing"
@@ -39,8 +42,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         from workbench.moe.replay import RolloutRouting
         from workbench.moe.routing import find_routers
 
-        self.routing = None
-        if routing_replay != "none" or find_routers(self.model):
+        self.routing = None  # vLLM's experts are not visible here: nothing is measured, nothing is logged
+        if routing_replay != "none" or (find_routers(self.model) and not self.use_vllm):
             self.routing = RolloutRouting(self.model, replay=routing_replay == "rollout")
         self._rollout_layout = None
         self.samples_per_log = samples_per_log
@@ -65,19 +68,27 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
 
     # generation: record the experts, lay them out like the batch TRL builds next
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        from workbench.moe.replay import RoutingLayoutError
+
         if self.routing is None or self.use_vllm:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
         with self.routing.recording():
             completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
                                                                      num_generations, has_tool_images)
-        self._rollout_layout = self.routing.layout(prompt_ids, completion_ids, self.pad_to_multiple_of)
-        if self._rollout_layout is None and self.routing.replay:
-            from workbench.errors import WorkbenchError
-
-            raise WorkbenchError("moe.routing_replay: generation did not run as one prefill plus one token per step "
-                                 "(method settings such as a prompt cache or beams change that), so the experts "
-                                 "could not be recorded per token; set moe.routing_replay: none")
+        try:
+            self._rollout_layout = self.routing.layout(prompt_ids, completion_ids, self.pad_to_multiple_of)
+        except RoutingLayoutError as err:
+            self._rollout_layout = None
+            self._layout_misfit(str(err))
         return completion_ids, logprobs
+
+    def _layout_misfit(self, why: str) -> None:
+        """A rollout whose recorded experts do not fit its batch: a replay run stops; a measuring run counts it
+        (`moe/replay_skipped`), so a batch without agreement is reported, never silently left out."""
+        if self.routing.replay:
+            raise WorkbenchError(f"moe.routing_replay: {why}, so the update cannot be routed to the rollout's "
+                                 "experts; set moe.routing_replay: none to train without replay")
+        self.routing.skipped += 1
 
     def _generate_and_score_completions(self, inputs):
         self._rollout_layout = None
@@ -86,14 +97,20 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)  # old / reference log-probs use the layout
         layout, self._rollout_layout = self._rollout_layout, None
         expected = (output["prompt_ids"].shape[0], output["prompt_ids"].shape[1] + output["completion_ids"].shape[1])
-        if layout is not None and tuple(layout.shape[:2]) == expected:
+        if layout is not None and tuple(layout.shape[:2]) != expected:
+            self._layout_misfit(f"the recorded layout covers {tuple(layout.shape[:2])} tokens, the batch {expected}")
+        elif layout is not None:
             output[ROUTING_KEY] = layout.to(output["prompt_ids"].device)
         return output
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            **kwargs):
         layout = self._scoring_layout if getattr(self, "_scoring_layout", None) is not None else self._rollout_layout
-        if self.routing is None or layout is None or tuple(layout.shape[:2]) != tuple(input_ids.shape):
+        if layout is not None and tuple(layout.shape[:2]) != tuple(input_ids.shape):
+            self._layout_misfit(f"the recorded layout covers {tuple(layout.shape[:2])} tokens, the forward "
+                                f"{tuple(input_ids.shape)}")
+            layout = self._scoring_layout = self._rollout_layout = None  # counted once, not once per forward
+        if self.routing is None or layout is None:  # no recording: a misfit already stopped or counted above
             return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                               batch_size=batch_size, **kwargs)
         if any(value is not None for key, value in kwargs.items() if key not in ("compute_entropy", "compute_aux_loss")):
