@@ -8,7 +8,7 @@ from support import history, killed_after
 
 from workbench.recipe.load import load_recipe
 from workbench.errors import WorkbenchError
-from workbench.train.plan import preflight
+from workbench.train.plan import make_plan
 
 # from the preset (no SFT run needed), few prompts, short completions
 QUICK = ["model.from_run=null", "model.name=deepseek-v3-tiny", "train.max_steps=3", "train.batch_size=8",
@@ -35,11 +35,15 @@ def test_grpo_logs_rewards_agreement_and_the_held_out_reward(train_recipe, tmp_p
     assert len(history(client, run_id, "train/rewards/format/mean")) == logged
     assert len(history(client, run_id, "train/reward_std")) == logged
     # replay on (the recipe's moe.routing_replay: rollout), with 2 micro-batches and 2 updates per rollout
-    agreement = history(client, run_id, "moe/rollout_agreement")  # at each log, over the forwards since the last
-    assert len(agreement) >= logged and set(agreement) == {1.0}
-    router = history(client, run_id, "moe/router_agreement")
-    assert len(router) == len(agreement) and all(0.0 < a <= 1.0 for a in router)
-    assert all(history(client, run_id, f"moe/layer{layer}/rollout_agreement") for layer in (1, 2, 3))
+    applied = history(client, run_id, "moe/replay_applied")  # the expert modules received the rollout's experts
+    assert len(applied) >= logged and set(applied) == {1.0}
+    assert set(history(client, run_id, "moe/replay_skipped")) == {0.0}  # every rollout's layout fitted its batch
+    router = history(client, run_id, "moe/router_agreement")  # the router's own choice: not forced by the replay
+    assert len(router) == len(applied) and all(0.0 < a <= 1.0 for a in router)
+    # step 1 scores its rollout with the weights that generated it: the router's own choice is the rollout's
+    # exactly, which only holds if each row's layout travelled with its row through TRL's shuffle and split
+    assert router[0] == 1.0
+    assert all(history(client, run_id, f"moe/layer{layer}/router_agreement") for layer in (1, 2, 3))
     before, after = history(client, run_id, "heldout/reward")
     gain, = history(client, run_id, "heldout/reward_gain")
     assert gain == pytest.approx(after - before)
@@ -57,8 +61,12 @@ def test_without_replay_the_agreement_is_measured_not_forced(train_recipe):
     run, client = train_recipe("legal-grpo", QUICK + ["moe.routing_replay=none", "data.eval=null",
                                                       "data.eval_fraction=0"], out="plain")
     run_id = run.tracker.run_id
-    rollout, router = (history(client, run_id, f"moe/{k}_agreement") for k in ("rollout", "router"))
-    assert len(rollout) >= 2 and rollout == router  # without replay the experts used are the router's own
+    router = history(client, run_id, "moe/router_agreement")
+    # one update per rollout, scored by the weights that generated it: nothing forces the experts, and the router
+    # picks the recorded ones at every step (a layout one position off reads far below 1)
+    assert len(router) >= 2 and set(router) == {1.0}
+    assert set(history(client, run_id, "moe/replay_skipped")) == {0.0}
+    assert not history(client, run_id, "moe/replay_applied")  # nothing replayed, nothing claimed
     assert not history(client, run_id, "heldout/reward")  # no held-out rows: nothing measured, nothing claimed
 
 
@@ -86,6 +94,38 @@ def test_the_mixtral_aux_loss_of_trl_stays_off_on_v3(tiny, tmp_path):
     trainer = grpo.build_trainer(recipe, model, tokenizer, Splits(rows, None, "x", "x"), str(tmp_path / "ours"), [])
     assert trainer.router_aux_loss_coef == 0.0 and not trainer.aux_loss_enabled
     assert plain.router_aux_loss_coef == 0.01 and plain.aux_loss_enabled  # what TRL alone would do
+
+
+@pytest.mark.parametrize("replay", ["rollout", "none"])
+def test_a_recording_that_does_not_fit_its_batch_is_never_dropped_silently(tiny, tmp_path, replay):
+    """A rollout whose recorded experts are one token short of its batch: replay stops the run in one line naming
+    moe.routing_replay; a run that only measures agreement logs it as moe/replay_skipped, with no agreement."""
+    import copy
+
+    from datasets import Dataset
+
+    from workbench.data.load import Splits
+    from workbench.train.methods import grpo
+
+    rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "How many judges?"}], "answer": "3"}] * 4)
+    recipe = load_recipe("legal-grpo", ["model.from_run=null", "train.batch_size=4", "method.generations=4",
+                                        "method.max_new_tokens=4", "train.max_steps=1", "train.logging_steps=1",
+                                        "train.save_steps=100", f"moe.routing_replay={replay}"])
+    trainer = grpo.build_trainer(recipe, copy.deepcopy(tiny[0]), tiny[1], Splits(rows, None, "x", "x"),
+                                 str(tmp_path), [])
+    recorded = trainer.routing.layout
+    trainer.routing.layout = lambda *args, **kwargs: recorded(*args, **kwargs)[:, :-1]
+    logged = []
+    trainer.raw_metrics = lambda metrics, step: logged.append(metrics)
+    if replay == "rollout":
+        with pytest.raises(WorkbenchError) as err:
+            trainer.train()
+        assert str(err.value).startswith("moe.routing_replay: the recorded layout covers (4, ")
+        assert "\n" not in str(err.value)
+    else:
+        trainer.train()
+        assert [m["moe/replay_skipped"] for m in logged] == [1.0]  # step 1's log; the end-of-run log has none
+        assert not any("moe/router_agreement" in m for m in logged)  # not measured, and not reported as measured
 
 
 def _write(tmp_path, rows, name="rows.jsonl"):
@@ -117,7 +157,7 @@ def test_bad_grpo_rows_name_the_file_row_and_field(tmp_path, isolated, row, rewa
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null", f"data.train={path}",
                                                                 "data.eval=null", f"method.rewards={rewards}"])
     with pytest.raises(WorkbenchError) as err:
-        preflight(recipe)
+        make_plan(recipe)
     assert f"{path}: {expected}" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -128,10 +168,10 @@ def test_a_user_reward_whose_arguments_do_not_fit_stops_before_the_run(tmp_path,
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
                                                                 f"method.rewards={{{tmp_path}/mine.py:score: 1}}"])
     with pytest.raises(WorkbenchError, match=r"mine.py:score: calling score failed: TypeError: .*'tests'"):
-        preflight(recipe)  # the rows have no `tests` field: it would fail at the first step
+        make_plan(recipe)  # the rows have no `tests` field: it would fail at the first step
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
                                                                 f"method.rewards={{{tmp_path}/mine.py:picky: 1}}"])
-    preflight(recipe)  # it fails on the placeholder only: a notice, not a refusal
+    make_plan(recipe)  # it fails on the placeholder only: a notice, not a refusal
     assert "calling picky failed: ZeroDivisionError" in capsys.readouterr().out
 
 
@@ -139,7 +179,7 @@ def test_a_missing_user_reward_stops_before_the_run(tmp_path, isolated):
     recipe = load_recipe("legal-grpo", isolated["overrides"] + ["model.from_run=null",
                                                                 "method.rewards={rewards/nowhere.py:score: 1}"])
     with pytest.raises(WorkbenchError, match=r"method.rewards.rewards/nowhere.py:score: .*not found"):
-        preflight(recipe)
+        make_plan(recipe)
 
 
 def test_a_lora_grpo_run_killed_after_a_checkpoint_resumes_and_reports_its_gain(isolated, tmp_path):
@@ -169,4 +209,4 @@ def test_a_lora_grpo_run_killed_after_a_checkpoint_resumes_and_reports_its_gain(
     assert (isolated["tmp"] / "out" / "final" / "adapter_model.safetensors").is_file()
     adapted = client.get_run(run_id).data.params
     assert any(key.startswith("peft.adapted.") for key in adapted)
-    assert set(history(client, run_id, "moe/rollout_agreement")) == {1.0}
+    assert set(history(client, run_id, "moe/replay_applied")) == {1.0}

@@ -4,7 +4,13 @@ model under DeepSpeed AutoEP (expert parallelism EP, ZeRO-2, gloo) against trans
 1. AutoEP replaced every MoE block and holds E/EP experts per rank.
 2. A training forward on this rank's padded batch gives transformers' loss, and the routing recorder, moved onto
    AutoEP's routers, counts the same real-token loads (summed over ranks) as on transformers' routers.
-3. After a training step, `restore_hf_layout` puts transformers' blocks back on rank 0 with every expert gathered:
+3. After backward, every parameter's gradient (DeepSpeed's reduced gradient, `safe_get_full_grad`) equals the
+   gradient of one process computing the same global loss (the mean of the ranks' losses) with transformers'
+   blocks: routed experts (this rank's slice), shared experts, attention, router, embeddings, head. The DeepSpeed
+   config is the workbench's own (`resolved_config` of the `legal` recipe with `train.expert_parallel`), clipping off.
+   Tolerance: relative 1e-4 of the largest gradient of each tensor (fp32 sums in another order differ by ~1e-7
+   relative; a wrong scale, e.g. experts averaged over the wrong group, is off by a factor of 2 or more).
+4. After a training step, `restore_hf_layout` puts transformers' blocks back on rank 0 with every expert gathered:
    the same logits as the AutoEP model, the same state-dict keys and shapes as the original model, and the same
    tensors as `hf_state_dict` (a checkpoint's contents) gathered before; the other ranks keep their slices.
 Exits non-zero with the reason on the first failure.
@@ -24,6 +30,71 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def batch(rank: int, world: int):
+    """Rank `rank`'s two rows of the global batch (one left-padded), with labels."""
+    generator = torch.Generator().manual_seed(7)
+    ids = torch.randint(3, 8000, (2 * world, 24), generator=generator)[2 * rank:2 * rank + 2]
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # left padding on one row: padding must not count as expert load
+    return ids, mask, ids.masked_fill(mask == 0, -100)
+
+
+def workbench_config(ep: int, world: int, model_config) -> dict:
+    """The DeepSpeed config a `legal` full fine-tune with expert parallelism gets from the workbench."""
+    from workbench.recipe.load import load_recipe
+    from workbench.scale.deepspeed import resolved_config
+
+    recipe = load_recipe("legal", ["peft.type=none", "train.deepspeed=zero2", f"train.expert_parallel={ep}",
+                                   "train.batch_size=2", "train.lr=1e-3", "train.max_grad_norm=0", "eval.suite=null"])
+    return resolved_config(recipe, hidden_size=model_config.hidden_size, world=world, model_type=model_config.model_type)
+
+
+def reference_gradients(reference, rank: int, world: int) -> None:
+    """One process, transformers' blocks: the gradient of the mean of every rank's loss (what data parallelism
+    averages), accumulated into `reference`'s .grad."""
+    total = 0
+    for r in range(world):
+        ids, mask, labels = batch(r, world)
+        total = total + reference(ids, attention_mask=mask, labels=labels).loss
+    (total / world).backward()
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, what: str, worst: list) -> None:
+    scale = want.abs().max().item()
+    diff = (got.float() - want.float()).abs().max().item()
+    worst.append((diff / max(scale, 1e-12), what))
+    if scale == 0 or diff > 1e-4 * scale:
+        fail(f"gradient of {what}: max |difference| {diff:.3e} against a largest gradient of {scale:.3e}")
+
+
+def compare_gradients(model, reference, layers, rank: int) -> None:
+    """Every trainable tensor's reduced gradient against the one-process gradient (see the module docstring)."""
+    from deepspeed.utils import safe_get_full_grad
+
+    worst, seen = [], 0
+    want = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        if name in want and param.requires_grad and tuple(param.shape) == tuple(want[name].shape):
+            _close(safe_get_full_grad(param), want[name].grad, name, worst)
+            seen += 1
+    for index, _, layer in layers:
+        block = reference.model.layers[index].mlp
+        group = (torch.distributed.get_process_group_ranks(layer.ep_group) if layer.ep_size > 1 else [rank])
+        local = layer.experts.w1.shape[0]
+        part = slice(group.index(rank) * local, (group.index(rank) + 1) * local)  # this rank's experts, in order
+        inner = layer.experts.w1.shape[1]
+        gate_up, down = block.experts.gate_up_proj.grad[part], block.experts.down_proj.grad[part]
+        for got, expected, what in ((layer.experts.w1, gate_up[:, :inner], "gate"), (layer.experts.w3, gate_up[:, inner:], "up"),
+                                    (layer.experts.w2, down, "down")):
+            _close(safe_get_full_grad(got), expected, f"layer {index} routed experts {part.start}-{part.stop - 1} {what}", worst)
+        _close(safe_get_full_grad(layer.router.gate.weight), block.gate.weight.grad, f"layer {index} router", worst)
+        seen += 4
+    if seen < 20 or not any("shared_experts" in what for _, what in worst):
+        fail(f"only {seen} gradients compared")
+    print(f"rank {rank}: gradients of {seen} tensors agree (worst relative {max(worst)[0]:.1e}: {max(worst)[1]})",
+          flush=True)
+
+
 def main() -> None:
     import deepspeed
 
@@ -41,21 +112,17 @@ def main() -> None:
     block_class = type(model.model.layers[1].mlp)
     n_experts = model.config.n_routed_experts
 
-    generator = torch.Generator().manual_seed(7)
-    ids = torch.randint(3, 8000, (2 * world, 24), generator=generator)[2 * rank:2 * rank + 2]
-    mask = torch.ones_like(ids)
-    mask[1, :5] = 0  # left padding on one row: padding must not count as expert load
-    labels = ids.masked_fill(mask == 0, -100)
+    ids, mask, labels = batch(rank, world)
 
     expected = RoutingRecorder(reference)
     reference.train()
     want = reference(ids, attention_mask=mask, labels=labels).loss
     want_loads = _all_reduce(expected.take("train").loads)
+    reference.zero_grad()
+    reference_gradients(reference, rank, world)
 
     recorder = RoutingRecorder(model)
-    config = {"train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 1,
-              "zero_optimization": {"stage": 2}, "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}},
-              "expert_parallel": {"enabled": True, "autoep_size": ep, "preset_model": "deepseek_v3"}}
+    config = workbench_config(ep, world, model.config)
     engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
                                       config=config)
     layers = autoep_layers(model)
@@ -76,6 +143,7 @@ def main() -> None:
     if loads.sum().item() != (2 * 24 * world - 5 * world) * model.config.num_experts_per_tok * len(layers):
         fail(f"{loads.sum().item()} expert loads: padding was counted")
     engine.backward(got)
+    compare_gradients(model, reference, layers, rank)
     engine.step()
 
     engine.eval()

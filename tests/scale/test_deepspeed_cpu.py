@@ -91,6 +91,9 @@ def test_two_processes_share_one_run_and_one_output_folder(tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["train.batch_size"] == "4"
     assert runs[0].data.tags["deepspeed"] == "zero3 x 2 processes"
+    # the evidence that needs one process holding the whole model is off, and the run says so (header, summary, tag)
+    off = "recipe evals: off (ZeRO-3 partitions the model over 2 process(es); they run in one process"
+    assert out.stdout.count(off) == 1 and runs[0].data.tags["off.recipe_evals"].startswith(off)
     final = Path(runs[0].data.tags["final_dir"])
     weights = load_file(final / "adapter_model.safetensors")
     assert weights["base_model.model.lm_head.weight"].shape == (8192, 256)  # whole, not one rank's shard

@@ -86,11 +86,12 @@ def _probe_logits(model, tokenizer):
 @pytest.mark.slow
 @pytest.mark.parametrize("world,ep", [(2, 2), (4, 2), (4, 4)])
 def test_autoep_blocks_route_count_and_restore_like_transformers(tmp_path, world, ep):
-    """Loss, padding-free expert loads summed over ranks, and the restored layout, per rank (tests/scale/ep_checks.py);
-    with 4 ranks and EP 2 there are two expert-parallel groups, each gathering its own experts."""
+    """Loss, padding-free expert loads summed over ranks, every parameter's gradient against one process, and the
+    restored layout, per rank (tests/scale/ep_checks.py); with 4 ranks and EP 2 there are two expert-parallel
+    groups, each gathering its own experts (and the experts' gradients are reduced over the two groups)."""
     out = _torchrun(world, str(SCALE / "ep_checks.py"), str(ep), cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert out.stdout.count(": ok (") == world
+    assert out.stdout.count(": ok (") == world and out.stdout.count("gradients of 63 tensors agree") == world
 
 
 @pytest.mark.slow

@@ -123,7 +123,7 @@ def seed_small_store(root: Path) -> dict[str, str]:
     # g: a GRPO run (reward per step, routing agreement, held-out reward before and after)
     grpo = client.create_experiment("legal-grpo", artifact_location=(root / "artifacts").as_uri())
     history = {"train/loss": [(5, 0.01), (10, -0.02)], "train/reward": [(5, 0.2), (10, 0.45)],
-               "train/reward_std": [(5, 0.3), (10, 0.4)], "moe/rollout_agreement": [(5, 1.0), (10, 1.0)],
+               "train/reward_std": [(5, 0.3), (10, 0.4)], "moe/replay_applied": [(5, 1.0), (10, 1.0)],
                "moe/router_agreement": [(5, 0.97), (10, 0.93)],
                "heldout/reward": [(0, 0.25), (10, 0.5)]}
     ids["g"] = _start(client, grpo, "grpo-g", {**PARAMS, "method.name": "grpo"},

@@ -72,9 +72,9 @@ def test_compare_draws_a_grpo_runs_reward_curves(store, open_page):
     reward = charts["train/reward"]["data"]
     assert [trace["name"] for trace in reward] == [label("grpo-g", store["g"], "legal-grpo")]  # the SFT run has none
     np.testing.assert_allclose(decode(reward[0]["y"]), [0.2, 0.45])
-    # under replay the experts used always agree; the router's own choice is the curve worth drawing
+    # replay_applied is 1.0 by design under replay; the router's own choice is the curve worth drawing
     np.testing.assert_allclose(decode(charts["moe/router_agreement"]["data"][0]["y"]), [0.97, 0.93])
-    assert "moe/rollout_agreement" not in charts
+    assert "moe/replay_applied" not in charts
     runs = open_page(store["uri"], "runs").dataframe[0].value.set_index("run")
     assert runs.loc["grpo-g", "held-out reward"] == pytest.approx(0.5)  # the last value: after training
 
