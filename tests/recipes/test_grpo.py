@@ -91,7 +91,8 @@ def test_the_mixtral_aux_loss_of_trl_stays_off_on_v3(tiny, tmp_path):
                         args=GRPOConfig(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=4,
                                         num_generations=4, use_cpu=True, report_to="none"))
     recipe = load_recipe("legal-grpo", ["model.from_run=null", "train.batch_size=4", "method.generations=4"])
-    trainer = grpo.build_trainer(recipe, model, tokenizer, Splits(rows, None, "x", "x"), str(tmp_path / "ours"), [])
+    trainer = grpo.build_trainer(recipe, model, tokenizer, Splits(rows, None, "x", "x"), str(tmp_path / "ours"), [],
+                                 rewards=rewards.build(dict(recipe.method.rewards)))
     assert trainer.router_aux_loss_coef == 0.0 and not trainer.aux_loss_enabled
     assert plain.router_aux_loss_coef == 0.01 and plain.aux_loss_enabled  # what TRL alone would do
 
@@ -105,6 +106,7 @@ def test_a_recording_that_does_not_fit_its_batch_is_never_dropped_silently(tiny,
     from datasets import Dataset
 
     from workbench.data.load import Splits
+    from workbench.evaluate import rewards
     from workbench.train.methods import grpo
 
     rows = Dataset.from_list([{"prompt": [{"role": "user", "content": "How many judges?"}], "answer": "3"}] * 4)
@@ -112,7 +114,7 @@ def test_a_recording_that_does_not_fit_its_batch_is_never_dropped_silently(tiny,
                                         "method.max_new_tokens=4", "train.max_steps=1", "train.logging_steps=1",
                                         "train.save_steps=100", f"moe.routing_replay={replay}"])
     trainer = grpo.build_trainer(recipe, copy.deepcopy(tiny[0]), tiny[1], Splits(rows, None, "x", "x"),
-                                 str(tmp_path), [])
+                                 str(tmp_path), [], rewards=rewards.build(dict(recipe.method.rewards)))
     recorded = trainer.routing.layout
     trainer.routing.layout = lambda *args, **kwargs: recorded(*args, **kwargs)[:, :-1]
     logged = []

@@ -246,6 +246,8 @@ def _assemble(plan, model, tokenizer, track, teacher=None):
                   "(no rank waits on unrouted experts)")
     callbacks = [track.callback()]
     extra = {"teacher": teacher} if teacher is not None else {}
+    if recipe.method.name == "grpo":
+        extra["rewards"] = (plan.rewards, plan.reward_weights)
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config, **extra)
     moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])

@@ -208,17 +208,21 @@ def _text(value) -> str:
     return str(value)
 
 
-def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None):
-    from workbench.evaluate import rewards
+def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: list, reference=None, deepspeed=None,
+                  rewards: tuple = ()):
+    """`rewards`: (functions, weights) as the plan built and tried them (workbench.train.plan)."""
+    from workbench.evaluate.rewards import allow_weak_sandbox
 
     method = recipe.method
-    funcs, weights = rewards.build(dict(method.rewards), format_pattern=method.format_pattern)
+    funcs, weights = rewards
+    if not funcs:
+        raise ValueError("grpo.build_trainer: pass rewards=(functions, weights), e.g. from make_plan(recipe)")
     full_reference = method.beta > 0 and recipe.peft.type == "none"  # LoRA: TRL's adapter-disabled reference
     if full_reference:
         import copy
 
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    rewards.allow_weak_sandbox(recipe.eval.unsafe_weak_sandbox)
+    allow_weak_sandbox(recipe.eval.unsafe_weak_sandbox)
     args = GRPOConfig(
         **shared_args(recipe, output_dir, has_eval=False, deepspeed=deepspeed),
         num_generations=method.generations,
@@ -229,7 +233,7 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
         importance_sampling_level=method.importance_sampling,
         num_iterations=method.iterations,
         epsilon=method.clip_epsilon,
-        reward_weights=weights,
+        reward_weights=list(weights),
         router_aux_loss_coef=0.0,  # explicit: see the module docstring
         use_vllm=method.use_vllm,
         log_completions=False,  # completions.jsonl instead of a console table
@@ -238,7 +242,7 @@ def build_trainer(recipe, model, tokenizer, splits, output_dir: str, callbacks: 
     )
     return WorkbenchGRPOTrainer(
         model=model,
-        reward_funcs=funcs,
+        reward_funcs=list(funcs),
         args=args,
         train_dataset=splits.train,
         processing_class=tokenizer,
