@@ -258,6 +258,9 @@ QUIET = ("finetune", "eval", "validate")  # commands whose library output goes t
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the same where MLflow was imported before (in-process)
     args = _parser().parse_args(argv)
     errors = sys.stderr  # the workbench's own one-line errors always reach the person
     if args.command in QUIET:  # library warnings and progress bars go to the run's log instead
