@@ -7,7 +7,7 @@
 #   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
 #   make bench [BENCH_ARGS="--steps 40 --repeats 5"] [GRPO_BENCH_ARGS="--steps 12 --repeats 3"]
 #   make schedule SUITE=legal [INTERVAL=600 | CRON="*/30 * * * *" | ONCE=1] [LIMIT=8]   (evaluate finished runs lacking SUITE)
-#   make test
+#   make test  |  make test-fast   (the whole suite, as CI runs it  |  unit tests only)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -39,7 +39,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate estimate eval dashboard mlflow bench schedule test clean
+.PHONY: setup finetune validate estimate eval dashboard mlflow bench schedule test test-fast clean
 
 setup: $(STAMP)
 
@@ -85,8 +85,14 @@ schedule: $(STAMP)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} HF_DATASETS_OFFLINE=$${HF_DATASETS_OFFLINE-1} \
 	$(VENV)/bin/workbench schedule --suite $(SUITE) $(if $(ONCE),--once,$(if $(CRON),--cron "$(CRON)",--every $(or $(INTERVAL),600))) $(if $(LIMIT),--limit $(LIMIT))
 
+# Two workers (pytest-xdist, one torch thread each; a file stays on one worker), then what times itself alone.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q --durations=15 tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q --durations=15 -n 2 --dist loadfile -m "not serial" tests
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q --durations=5 -m serial tests
+
+# The edit loop: unit tests only (a few minutes).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" tests/unit
 
 clean:
 	rm -rf runs .cache mlflow.db

@@ -7,8 +7,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on two cores: one torch thread each
+    os.environ["OMP_NUM_THREADS"] = "1"  # (subprocesses inherit it: CLI runs, torchrun ranks)
 
 import pytest  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
 
 pytest_plugins = ["stores"]  # tests/stores.py: a session PostgreSQL server, migrated MLflow stores
 

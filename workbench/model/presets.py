@@ -10,6 +10,8 @@ path as any checkpoint on disk.
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from workbench.paths import cache_dir, project_root
@@ -100,8 +102,12 @@ def preset_dir(name: str, seed: int) -> Path:
         from workbench.model.mtp import attach
 
         attach(model, None, init="random")
-    partial = target.with_name(target.name + ".partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))  # one per process
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    os.replace(partial, target)  # atomic: a killed build never leaves a half-written preset
+    try:
+        os.replace(partial, target)  # atomic: a killed build never leaves a half-written preset
+    except OSError:  # another process built the same preset meanwhile (same seed, same bytes): keep theirs
+        shutil.rmtree(partial, ignore_errors=True)
     return target
