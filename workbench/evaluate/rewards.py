@@ -17,18 +17,20 @@ Every reward is all or nothing (1.0 or 0.0) and refuses to be gamed by hedging: 
                be exactly one number: optional sign, optional `$`, thousands commas (`1,200`), optional decimal
                part, optional trailing `.`, nothing else but whitespace. So `#### 12 or 13`, `#### 12, 13`,
                `#### 12 13`, an empty `####`, two markers or none earn 0. The row's `answer` (a number, a numeric
-               string or a GSM8K solution ending in `#### N`) is compared numerically:
-               equal when |a - b| <= 1e-6 * max(1, |b|).
+               string or a GSM8K solution ending in `#### N`) must be EQUAL as exact decimals once `$`, thousands
+               commas and a trailing `.` are dropped (an int answer exactly, a float one as its shortest repr):
+               `1,000`, `1000.0`, `$1000` all equal 1000; 24999975 is not 25000000. No tolerance.
   choice       One letter A-Z (`answer`, any case). Markers `Answer: X`, `answer is X`, `answer: (X)` (any case,
                X one letter followed by a non-letter) must all name the same letter, and none may go on to list
                more (`Answer: A, B`, `Answer: A or B`); without a marker the whole completion must be one
                letter, as `B`, `(B)`, `B.` or `B)`.
-  code_tests   The last ```python (or bare ```) fenced block, or the whole text if there is none, runs with the
-               row's `tests` in workbench.evaluate.sandbox under its pass rule (the tests must run to completion:
-               sys.exit(0), os._exit(0) or a timeout fail). Refuses a sandbox below its minimum unless
-               `allow_weak_sandbox(True)`.
-  format       1.0 when the stripped completion fully matches a regex (re.DOTALL); by default
-               think-then-answer, with neither part empty.
+  code_tests   The last ```python (or bare ```) fenced block, or the whole text if there is none, and the row's
+               `tests` go to workbench.evaluate.sandbox.run_tests (its pass rule: the tests run in their own sandbox
+               against the program's functions, the row's `entry_point` or each top-level one, and get plain data
+               back). Refuses a sandbox below its minimum unless `allow_weak_sandbox(True)`.
+  format       1.0 when the stripped completion fully matches a regex (re.DOTALL) AND each named group that
+               matched (else the whole match) holds a letter or digit (Unicode L*, N*; not only punctuation,
+               spaces or invisible Cf characters). Default: `<think>(?P<think>.*?)</think>(?P<answer>.*)`.
   user         `path/to/file.py:function` (relative to the project root), called the same way; its return
                value is checked (one number or None per completion).
 """
@@ -43,6 +45,8 @@ import numbers
 import re
 import sys
 import textwrap
+import unicodedata
+from decimal import Decimal
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -50,12 +54,11 @@ from workbench.paths import project_root
 
 NAMES = ("math_answer", "code_tests", "choice", "format")
 FIELDS = {"math_answer": ("answer",), "choice": ("answer",), "code_tests": ("tests",), "format": ()}
-DEFAULT_FORMAT = r"<think>\s*\S.*?</think>\s*\S.*"
+DEFAULT_FORMAT = r"<think>(?P<think>.*?)</think>(?P<answer>.*)"  # each part must hold a letter or digit
 KEY = "method.rewards"
 FORMAT_KEY = "method.format_pattern"
 KNOWN = f"known: {', '.join(NAMES)}, or path/to/file.py:function"
 MARKER = "####"
-TOLERANCE = 1e-6  # relative, with an absolute floor at |answer| < 1
 
 NUMBER = re.compile(r"(?:[+-]?\$?|\$[+-])(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)\.?")
 # "Answer: X", "answer is X", "**Answer:** (X)"; `more` catches a list going on from it on the same line ("A, B",
@@ -84,11 +87,11 @@ def completion_text(completion) -> str:
     return ""
 
 
-def parse_number(text) -> float | None:
-    """`-1,200.50`, `$42`, `42.` -> a float; None unless the whole (stripped) text is one such number."""
+def parse_number(text) -> Decimal | None:
+    """`-1,200.50`, `$42`, `42.` -> an exact Decimal; None unless the whole (stripped) text is one such number."""
     if not isinstance(text, str) or not NUMBER.fullmatch(text.strip()):
         return None
-    return float(text.strip().replace("$", "").replace(",", "").rstrip("."))
+    return Decimal(text.strip().replace("$", "").replace(",", "").rstrip("."))
 
 
 def final_answer(text: str) -> str | None:
@@ -100,32 +103,35 @@ def final_answer(text: str) -> str | None:
     return line if parse_number(line) is not None else None
 
 
-def expected_number(answer) -> float | None:
-    """The row's answer as a float: a finite int/float (not bool), a numeric string, or text ending `#### N`."""
+def expected_number(answer) -> Decimal | None:
+    """The row's answer as an exact Decimal: an int exactly, a finite float as its shortest repr (not bool),
+    a numeric string, or text ending `#### N`."""
     if isinstance(answer, bool):
         return None
+    if isinstance(answer, numbers.Integral):
+        return Decimal(int(answer))
     if isinstance(answer, numbers.Real):
         value = float(answer)
-    elif isinstance(answer, str):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(answer, str):
         value = parse_number(answer)
         if value is None and (final := final_answer(answer)) is not None:
             value = parse_number(final)
-    else:
-        return None
-    return value if value is not None and math.isfinite(value) else None
+        return value
+    return None
 
 
 # ---- built-in rewards -----------------------------------------------------------------------------------------
 
 def math_answer(prompts, completions, answer, **kwargs) -> list[float]:
-    """1.0 when the completion's one `#### N` line (see `final_answer`) equals the row's answer numerically:
-    |N - answer| <= 1e-6 * max(1, |answer|). No marker, two markers, or anything but one number after it: 0.0."""
+    """1.0 when the completion's one `#### N` line (see `final_answer`) equals the row's answer exactly, as
+    decimals (see `parse_number`, `expected_number`). No marker, two markers, or anything but one number after
+    it: 0.0. No tolerance: 24999975 is not 25000000."""
     scores = []
     for completion, truth in zip(completions, answer, strict=True):
         given, want = final_answer(completion_text(completion)), expected_number(truth)
         got = parse_number(given) if given is not None else None
-        scores.append(float(got is not None and want is not None
-                            and abs(got - want) <= TOLERANCE * max(1.0, abs(want))))
+        scores.append(float(got is not None and want is not None and got == want))
     return scores
 
 
@@ -160,15 +166,30 @@ def check_pattern(pattern: str) -> str | None:
 
 
 def format_reward(pattern: str = DEFAULT_FORMAT):
-    """A reward named `format`: 1.0 when the stripped completion text fully matches `pattern` (re.DOTALL)."""
+    """A reward named `format`: 1.0 when the stripped completion text fully matches `pattern` (re.DOTALL) and
+    each named group that matched (else the whole match) is `visible`."""
     if (problem := check_pattern(pattern)) is not None:
         raise WorkbenchError(f"{FORMAT_KEY}: {pattern!r}: {problem}")
     compiled = re.compile(pattern, re.DOTALL)
 
     def format(prompts, completions, **kwargs) -> list[float]:  # noqa: A001 - TRL logs the reward as "format"
-        return [float(compiled.fullmatch(completion_text(c).strip()) is not None) for c in completions]
+        return [float(_well_formed(compiled, completion_text(c).strip())) for c in completions]
 
     return format
+
+
+def visible(text: str) -> bool:
+    """At least one letter or digit (Unicode categories L*, N*): not only punctuation, whitespace, separators
+    (Z*) or invisible format characters (Cf, e.g. U+200B zero-width space)."""
+    return any(unicodedata.category(char)[0] in "LN" for char in text)
+
+
+def _well_formed(compiled: re.Pattern, text: str) -> bool:
+    match = compiled.fullmatch(text)
+    if match is None:
+        return False
+    parts = [part for part in match.groupdict().values() if part is not None] or [match.group(0)]
+    return all(visible(part) for part in parts)
 
 
 def extract_code(text: str) -> str:
@@ -182,14 +203,19 @@ def allow_weak_sandbox(flag: bool) -> None:
     _settings["allow_weak"] = bool(flag)
 
 
-def code_tests(prompts, completions, tests, *, sandbox_limits=None, **kwargs) -> list[float]:
+def code_tests(prompts, completions, tests, *, entry_point=None, sandbox_limits=None, **kwargs) -> list[float]:
     """1.0 when the completion's code (see `extract_code`) passes the row's tests under the sandbox's pass
-    rule; empty code or empty tests earn 0.0 without running. `sandbox_limits`: a SandboxLimits (tests)."""
+    rule (workbench.evaluate.sandbox.run_tests); empty code or empty tests earn 0.0 without running, and so
+    does an `entry_point` that is not a name. `entry_point` (a dataset column, optional): the one function
+    the tests call; without it every top-level function of the program is callable from the tests.
+    `sandbox_limits`: a SandboxLimits (tests)."""
     from workbench.evaluate import sandbox
 
     programs = [extract_code(completion_text(c)) for c in completions]
-    runnable = [i for i, (program, test) in enumerate(zip(programs, tests, strict=True))
-                if program.strip() and isinstance(test, str) and test.strip()]
+    entry_points = [name or None for name in entry_point] if entry_point is not None else [None] * len(programs)
+    runnable = [i for i, (program, test, name) in enumerate(zip(programs, tests, entry_points, strict=True))
+                if program.strip() and isinstance(test, str) and test.strip()
+                and (name is None or (isinstance(name, str) and name.isidentifier()))]
     scores = [0.0] * len(programs)
     if not runnable:
         return scores
@@ -197,7 +223,7 @@ def code_tests(prompts, completions, tests, *, sandbox_limits=None, **kwargs) ->
     if allow_weak not in _sandbox_checked:
         _sandbox_checked[allow_weak] = sandbox.require_minimum(allow_weak)
     results = sandbox.run_many([programs[i] for i in runnable], sandbox_limits or sandbox.SandboxLimits(),
-                               tests=[tests[i] for i in runnable])
+                               tests=[tests[i] for i in runnable], entry_points=[entry_points[i] for i in runnable])
     for i, result in zip(runnable, results, strict=True):
         scores[i] = float(result.passed)
     return scores
@@ -350,6 +376,8 @@ def check_row(row: dict, names, where: str) -> None:
                 raise WorkbenchError(f"{where}: {field}: missing (reward {name} reads it)")
             if (problem := _field_problem(name, row[field])) is not None:
                 raise WorkbenchError(f"{where}: {field}: {problem}")
+        if (optional := _optional_field_problem(name, row)) is not None:
+            raise WorkbenchError(f"{where}: {optional[0]}: {optional[1]}")
 
 
 def _field_problem(name: str, value) -> str | None:
@@ -360,6 +388,13 @@ def _field_problem(name: str, value) -> str | None:
         return f"must be one letter A-Z for reward choice, got {shown}"
     if name == "code_tests" and not (isinstance(value, str) and value.strip()):
         return "must be non-empty text (reward code_tests runs it)"
+    return None
+
+
+def _optional_field_problem(name: str, row: dict) -> tuple[str, str] | None:
+    point = row.get("entry_point")
+    if name == "code_tests" and point is not None and not (isinstance(point, str) and point.isidentifier()):
+        return "entry_point", f"must be a function name for reward code_tests, got {_short(point)}"
     return None
 
 

@@ -140,8 +140,10 @@ def test_local_tasks_keep_upstream_prompts_filters_and_metrics():
         for key in ("doc_to_text", "doc_to_choice", "doc_to_target", "metric_list", "fewshot_config", "description"):
             assert ours[key] == theirs[key], (subject, key)
     humaneval, theirs = _ours("humaneval/humaneval_hub.yaml"), _upstream("humaneval/humaneval.yaml")
-    for key in set(theirs) - {"task", "metric_list", "filter_list"}:
+    for key in set(theirs) - {"task", "metric_list", "filter_list", "doc_to_target"}:
         assert humaneval[key] == theirs[key], key
+    # the target: upstream's tests and check(...), after the prompt the checker runs as trusted prelude
+    assert humaneval["doc_to_target"].endswith("\n" + theirs["doc_to_target"])
     assert [m["k"] for m in humaneval["metric_list"]] == [m["k"] for m in theirs["metric_list"]]
     assert humaneval["filter_list"][0]["name"] == theirs["filter_list"][0]["name"]
     local = _ours("humaneval/humaneval_local.yaml")
@@ -165,8 +167,11 @@ def problems():
 
 
 def _lm_eval_args(problem: dict, completions: list[str], metric) -> tuple[list[str], list[list[str]]]:
-    """What lm-eval passes the metric: doc_to_target, and the create_test filter's programs."""
-    reference = f"{problem['test']}\ncheck({problem['entry_point']})"
+    """What lm-eval passes the metric: the task's doc_to_target rendered for the problem, and the create_test
+    filter's programs."""
+    import jinja2
+
+    reference = jinja2.Template(_ours("humaneval/humaneval_local.yaml")["doc_to_target"]).render(**problem)
     return [reference], metric.build_predictions([completions], [problem])
 
 
@@ -195,8 +200,23 @@ def test_humaneval_metric_fails_a_correct_solution_that_exits_before_the_tests(h
     problem = problems[0]
     exits = problem["canonical_solution"] + "\n" + ending + "\n"
     assert humaneval_metric.pass_at_k(*_lm_eval_args(problem, [exits], humaneval_metric), k=[1]) == {"pass@1": 0.0}
-    with pytest.raises(ValueError, match="does not end with check"):
+    with pytest.raises(ValueError, match="humaneval reference is not"):
         humaneval_metric.pass_at_k([problem["test"]], [[problem["prompt"] + problem["canonical_solution"]]])
+
+
+@pytest.mark.parametrize("index, completion, why", [
+    (38, "    return s\n\ndef encode_cyclic(s):\n    return s\n",
+     "redefines the prompt's helper the tests encode with: the checker keeps the prompt's own"),
+    (0, "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n",
+     "returns an object that equals anything: not plain data, so it never reaches the tests"),
+    (0, "    return False\nimport sys\nframe = sys._getframe(0)\n"
+        "while frame is not None:\n    frame.f_globals['AssertionError'] = type('Quiet', (Exception,), {})\n"
+        "    frame = frame.f_back\n", "rebinds AssertionError in every frame it can reach: none is the checker's"),
+])
+def test_humaneval_metric_judges_outside_the_completion(humaneval_metric, problems, index, completion, why):
+    problem = problems[index]
+    assert humaneval_metric.pass_at_k(*_lm_eval_args(problem, [completion], humaneval_metric), k=[1]) == \
+        {"pass@1": 0.0}, why
 
 
 def test_only_suites_with_a_code_task_need_the_sandbox(monkeypatch):

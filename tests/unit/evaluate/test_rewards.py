@@ -1,12 +1,15 @@
 """GRPO rewards: right answers earn 1.0, wrong ones and reward-hacking attempts 0.0, bad inputs name their key.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_rewards.py` (the code_tests cases use the real sandbox).
+Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_rewards.py` (the code_tests cases use the real sandbox;
+their forgeries are tests/unit/evaluate/sandbox_forgeries.py, shared with the sandbox's own tests).
 """
 
 import math
+from decimal import Decimal
 
 import pytest
 
+from sandbox_forgeries import FORGERIES, reward_program
 from workbench.evaluate import rewards
 from workbench.evaluate import sandbox
 from workbench.errors import WorkbenchError
@@ -36,11 +39,13 @@ def test_completion_text_reads_strings_and_the_last_assistant_message():
     assert completion_text([{"role": "assistant", "content": None}]) == ""
 
 
-@pytest.mark.parametrize("text, value", [("42", 42.0), ("-7", -7.0), ("+3", 3.0), ("$1,200", 1200.0),
-                                         ("1,234,567.25", 1234567.25), ("42.", 42.0), ("42.0", 42.0),
-                                         ("-$5", -5.0), (" 0.5 ", 0.5), (".5", 0.5)])
-def test_parse_number_accepts_one_number(text, value):
-    assert parse_number(text) == value
+@pytest.mark.parametrize("text, value", [("42", "42"), ("-7", "-7"), ("+3", "3"), ("$1,200", "1200"),
+                                         ("1,234,567.25", "1234567.25"), ("42.", "42"), ("42.0", "42"),
+                                         ("-$5", "-5"), (" 0.5 ", "0.5"), (".5", "0.5"),
+                                         ("12345678901234567891", "12345678901234567891")])
+def test_parse_number_accepts_one_number_exactly(text, value):
+    parsed = parse_number(text)
+    assert isinstance(parsed, Decimal) and parsed == Decimal(value)
 
 
 @pytest.mark.parametrize("text", ["", "forty", "12 13", "12, 13", "1,2", "12,34", "1e5", "nan", "inf", "4 2",
@@ -65,17 +70,20 @@ def test_math_answer_scores_right_wrong_and_hedged_answers():
     assert score(math_answer, completions, answer=["42"] * len(completions)) == [1.0] + [0.0] * 9
 
 
-def test_math_answer_compares_numerically():
-    completions = ["#### 42.0", "#### $1,200", "#### 1200.", "#### -3.5", "#### 0.1", "#### 1000001.5"]
-    answers = [42, "1,200", 1200.0, "-3.50", 0.1000000001, 1000000]
-    assert score(math_answer, completions, answer=answers) == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+def test_math_answer_accepts_the_same_number_written_differently():
+    completions = ["#### 42.0", "#### $1,200", "#### 1200.", "#### -3.5", "#### 0.1", "#### 1,000", "#### 1000",
+                   "#### $1000", "#### 1000.000", "#### -0", "#### 100000000000000000000"]
+    answers = [42, "1,200", 1200.0, "-3.50", 0.1, 1000, "1,000", "1000.0", "$1,000", 0, 1e20]
+    assert score(math_answer, completions, answer=answers) == [1.0] * len(completions)
 
 
-def test_math_answer_tolerance_is_relative_above_one_and_absolute_below():
-    completions = ["#### 1000000.5", "#### 1000000.9", "#### 0.0000005", "#### 0.000002"]
-    answers = [1000000, 1000000, 0, 0]
-    assert score(math_answer, completions, answer=answers) == [1.0, 1.0, 1.0, 0.0]
-    assert score(math_answer, ["#### 1000002"], answer=[1000000]) == [0.0]
+@pytest.mark.parametrize("given, truth", [("24999975", 25000000), ("25000001", "25,000,000"), ("1000000.5", 1000000),
+                                          ("0.0000005", 0), ("0.1", 0.1000000001), ("0.1000000001", 0.1),
+                                          ("12345678901234567891", 12345678901234567890),
+                                          ("12345678901234567891", "12345678901234567890"), ("-42", 42), ("4.2", 42)])
+def test_math_answer_has_no_tolerance(given, truth):
+    """Near misses score 0: floats would call the big integers equal, a relative tolerance the first four."""
+    assert score(math_answer, [f"#### {given}"], answer=[truth]) == [0.0]
 
 
 def test_math_answer_reads_a_gsm8k_solution_as_the_answer():
@@ -126,9 +134,25 @@ def test_default_format_wants_thinking_then_an_answer():
     fmt = format_reward(DEFAULT_FORMAT)
     completions = ["<think>6 * 7</think> 42", "  <think>\nstep\n</think>\n\n#### 42\n", "<think></think> 42",
                    "<think>   \n</think> 42", "<think>x</think>", "<think>x</think>   \n", "42", "<think>x 42",
-                   chat("<think>ok</think>done")]
+                   chat("<think>ok</think>done"), "<think>步骤</think>答案", "<think>٣</think>٤"]
     assert fmt.__name__ == "format"
-    assert score(fmt, completions, **TRL_EXTRAS | {"completion_ids": [[1]] * 9}) == [1, 1, 0, 0, 0, 0, 0, 0, 1]
+    assert score(fmt, completions, **TRL_EXTRAS | {"completion_ids": [[1]] * 11}) == [1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("text", ["<think>.</think>.", "<think>...</think>!", "<think>\u200b</think>\u200b",
+                                  "<think>ok</think>\u200b", "<think>\u200b\u200c\u2060</think>42",
+                                  "<think>\u3000</think>ok", "<think>x</think>\u00a0", "<think>-*-</think>#### ",
+                                  "<think>\u200e\ufeff</think>(\u2028)"],
+                         ids=["dots", "punctuation", "zero-width", "zero-width answer", "invisible thinking",
+                              "ideographic space", "no-break space", "symbols", "marks and separators"])
+def test_format_needs_a_letter_or_digit_in_each_part(text):
+    assert score(format_reward(DEFAULT_FORMAT), [text]) == [0.0]
+
+
+def test_a_custom_format_with_named_groups_checks_each_group():
+    fmt = format_reward(r"<answer>(?P<answer>.*)</answer>")
+    assert score(fmt, ["<answer>B</answer>", "<answer>\u200b</answer>", "<answer>?</answer>"]) == [1.0, 0.0, 0.0]
+    assert score(format_reward(r"#+"), ["###"]) == [0.0]  # no named group: the whole match must be visible
 
 
 def test_custom_format_pattern_for_a_gsm8k_ending():
@@ -155,6 +179,22 @@ def test_code_tests_passes_a_right_solution_and_fails_a_wrong_one():
     completions = [f"Here:\n```python\n{RIGHT}```", WRONG, RIGHT, chat(f"```\n{RIGHT}```")]
     assert code_tests(prompts=["q"] * 4, completions=completions, tests=[TESTS] * 4, sandbox_limits=QUICK,
                       **{**TRL_EXTRAS, "completion_ids": [[1]] * 4}) == [1.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("forgery", FORGERIES, ids=[f.name for f in FORGERIES])
+def test_code_tests_gives_zero_to_a_forgery(forgery):
+    """A wrong add (0.0 alone) with a forgery appended: still 0.0, whether the row names its entry point or not."""
+    completion = f"```python\n{reward_program(forgery)}```"
+    assert score(code_tests, [f"```python\n{WRONG}```"], tests=[forgery.reward_tests], sandbox_limits=QUICK) == [0.0]
+    assert score(code_tests, [completion] * 2, tests=[forgery.reward_tests] * 2, entry_point=[None, "add"],
+                 sandbox_limits=QUICK) == [0.0, 0.0], forgery.why
+
+
+def test_code_tests_reads_an_entry_point_column():
+    completions = [RIGHT + "def helper():\n    return 1\n"] * 3
+    tests = [TESTS, TESTS + "assert helper() == 1\n", TESTS]
+    assert score(code_tests, completions, tests=tests, entry_point=["add", "add", "not a name"],
+                 sandbox_limits=QUICK) == [1.0, 0.0, 0.0]  # helper is not proxied when the row names add
 
 
 def test_code_tests_gives_zero_to_reward_hacks():
@@ -207,7 +247,7 @@ def test_code_tests_refuses_a_weak_sandbox_unless_allowed(monkeypatch):
         return "none: weak"
 
     monkeypatch.setattr(sandbox, "require_minimum", weak)
-    monkeypatch.setattr(sandbox, "run_many", lambda programs, limits, tests: [sandbox.SandboxResult(
+    monkeypatch.setattr(sandbox, "run_many", lambda programs, limits, tests, **kwargs: [sandbox.SandboxResult(
         True, "passed", 0, "", "", 0.0, True)] * len(programs))
     monkeypatch.setattr(rewards, "_sandbox_checked", {})
     monkeypatch.setitem(rewards._settings, "allow_weak", False)
@@ -356,6 +396,8 @@ WHERE = "data/x.jsonl: row 7"
     (["code_tests"], {"tests": "  "}, "data/x.jsonl: row 7: tests: must be non-empty text (reward code_tests runs it)"),
     (["code_tests"], {"tests": ["assert f()"]}, "tests: must be non-empty text (reward code_tests runs it)"),
     (["format", "code_tests"], {"answer": "1"}, "tests: missing (reward code_tests reads it)"),
+    (["code_tests"], {"tests": "assert f()", "entry_point": "f()"},
+     "data/x.jsonl: row 7: entry_point: must be a function name for reward code_tests, got 'f()'"),
 ])
 def test_check_row_names_the_field_and_problem(names, row, message):
     with pytest.raises(WorkbenchError) as error:
@@ -368,5 +410,6 @@ def test_check_row_accepts_valid_rows():
         check_row({"answer": answer}, ["math_answer", "format"], WHERE)
     check_row({"answer": "c"}, ["choice"], WHERE)
     check_row({"tests": "assert True"}, ["code_tests"], WHERE)
+    check_row({"tests": "assert f()", "entry_point": "f"}, ["code_tests"], WHERE)
     check_row({}, ["format", "rewards/mine.py:f"], WHERE)  # user rewards read what they like
     assert FIELDS == {"math_answer": ("answer",), "choice": ("answer",), "code_tests": ("tests",), "format": ()}

@@ -1,12 +1,14 @@
-"""The code sandbox: the pass rule, what isolation() verifies, and containment in every method this machine
-supports, both as the caller (root in CI) and as an unprivileged user: uid 65534 via `setpriv`, running
-Debian's /usr/bin/python3.11 on a copy of the stdlib-only sandbox module in a directory it can read.
+"""The code sandbox: the pass rule (tests in a checker sandbox, the program in a worker sandbox, plain data
+between them), what isolation() verifies, and containment in every method this machine supports, both as the
+caller (root in CI) and as an unprivileged user: uid 65534 via `setpriv`, running Debian's /usr/bin/python3.11
+on a copy of the stdlib-only sandbox modules in a directory it can read.
 
-Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_sandbox.py` (58 s on 2 cores at a load average of 15).
+Run: `.venv/bin/python -m pytest -q tests/unit/evaluate/test_sandbox.py`.
 
-Each (user, method) pair runs one batch of hostile programs through a small driver process (the same code
-for both users) and the tests below assert on its results and on the host afterwards: files, listeners,
-processes. A pair the machine cannot run is skipped with its reason (`-ra` prints it); CI installs bwrap.
+Each (user, method) pair runs one batch of hostile programs, and every forgery of sandbox_forgeries.py, through
+a small driver process (the same code for both users) and the tests below assert on its results and on the
+host afterwards: files, listeners, processes. A pair the machine cannot run is skipped with its reason (`-ra`
+prints it); CI installs bwrap.
 """
 
 import dataclasses
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.evaluate import sandbox
+from sandbox_forgeries import FORGERIES, humaneval_completion
 from workbench.errors import WorkbenchError
+from workbench.evaluate import sandbox, sandbox_supervise
 from workbench.evaluate.sandbox import SandboxLimits, check_humaneval, isolation, run_many, run_program, run_tests
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,16 +42,19 @@ COMBOS = [("caller", "bwrap"), ("caller", "unshare" if IS_ROOT else "unshare-use
 DRIVER = r"""
 import dataclasses, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from workbench.evaluate import sandbox
+from workbench.evaluate import sandbox, sandbox_isolation, sandbox_launch
+
+pytestmark = pytest.mark.serial  # wall-clock limits and fork bombs measured on a machine to itself: `make test` runs it after the parallel workers
 plan = json.load(sys.stdin)
 report = sandbox.probe(plan["method"])
-out = {"report": report, "error": sandbox._PROBE_ERRORS.get(plan["method"]), "none": sandbox.probe("none"),
-       "kept": sandbox._kept_paths(sandbox._hidden_dirs()), "pid": os.getpid(), "groups": []}
+out = {"report": report, "error": sandbox_isolation.PROBE_ERRORS.get(plan["method"]), "none": sandbox.probe("none"),
+       "kept": sandbox_launch.kept_paths(sandbox_launch.hidden_dirs()), "pid": os.getpid(), "groups": []}
 for group in plan["groups"] if report else []:
     programs = [p.replace("HOST_PID", str(os.getpid())) for p in group["programs"]]
     start = time.monotonic()
     results = sandbox.run_many(programs, sandbox.SandboxLimits(**group["limits"]), group.get("workers"),
-                               group["tests"], plan["method"])
+                               group["tests"], plan["method"], entry_points=group["entry_points"],
+                               preludes=group["preludes"])
     out["groups"].append({"seconds": time.monotonic() - start, "results": [dataclasses.asdict(r) for r in results]})
 print(json.dumps(out))
 """
@@ -56,12 +62,14 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def nobody_copy():
-    """sandbox.py and what it imports, in a directory uid 65534 can read (a clone may live under /root)."""
+    """The sandbox modules and what they import, in a directory uid 65534 can read (a clone may live under /root)."""
     if not (IS_ROOT and shutil.which("setpriv") and os.access(SYSTEM_PYTHON, os.X_OK)):
         pytest.skip("dropping to uid 65534 needs root, setpriv and /usr/bin/python3.11 (apt-get install python3.11)")
     folder = Path(tempfile.mkdtemp(prefix="wb-sandbox-nobody-", dir="/tmp"))
     (folder / "workbench" / "evaluate").mkdir(parents=True)
-    for name in ("__init__.py", "errors.py", "evaluate/__init__.py", "evaluate/sandbox.py"):
+    modules = [f"evaluate/{path.name}" for path in sorted((ROOT / "workbench" / "evaluate").glob("sandbox*.py"))]
+    assert len(modules) >= 4, modules  # sandbox, sandbox_isolation, sandbox_launch, sandbox_supervise
+    for name in ("__init__.py", "errors.py", "evaluate/__init__.py", *modules):
         shutil.copy(ROOT / "workbench" / name, folder / "workbench" / name)
     shutil.copytree(ROOT / "workbench" / "evaluate" / "sandboxed", folder / "workbench" / "evaluate" / "sandboxed",
                     ignore=shutil.ignore_patterns("__pycache__"))  # the programs run inside the sandbox
@@ -87,8 +95,18 @@ def run_plan(user: str, method: str, groups: list[dict], copy: Path | None = Non
     return out
 
 
-def group(programs: list[str], tests: list | None = None, limits: SandboxLimits = QUICK, workers: int | None = None) -> dict:
-    return {"programs": programs, "tests": tests, "limits": dataclasses.asdict(limits), "workers": workers}
+def group(programs: list[str], tests: list | None = None, limits: SandboxLimits = QUICK, workers: int | None = None,
+          problems: list[dict] | None = None) -> dict:
+    """`problems`: the HumanEval rows the programs answer, run as check_humaneval does (prompt as prelude)."""
+    return {"programs": programs, "tests": tests, "limits": dataclasses.asdict(limits), "workers": workers,
+            "entry_points": [p["entry_point"] for p in problems] if problems else None,
+            "preludes": [p["prompt"] for p in problems] if problems else None}
+
+
+def humaneval_group(problems: list[dict], completions: list[str], limits: SandboxLimits = QUICK,
+                    workers: int | None = None) -> dict:
+    return group([p["prompt"] + c for p, c in zip(problems, completions, strict=True)],
+                 [sandbox.humaneval_tests(p) for p in problems], limits, workers, problems)
 
 
 # ---- the hostile programs of one batch -------------------------------------------------------------------
@@ -298,16 +316,21 @@ def battery(request, problems):
     copy = request.getfixturevalue("nobody_copy") if user == "nobody" else None
     with host_targets() as host:
         jobs = _batch_programs(host, problems[0])
+        forgeries = humaneval_group([problems[f.problem] for f in FORGERIES], [humaneval_completion(f) for f in FORGERIES],
+                                    workers=4)
         out = run_plan(user, method, [group([p for p, _ in jobs], [t for _, t in jobs], workers=4),
-                                      group([SPAWN_LOOP], limits=SandboxLimits(wall_seconds=10.0, max_processes=8))], copy)
-        results = [sandbox.SandboxResult(**r) for g in out["groups"] for r in g["results"]]
+                                      group([SPAWN_LOOP], limits=SandboxLimits(wall_seconds=10.0, max_processes=8)),
+                                      forgeries], copy)
+        results = [sandbox.SandboxResult(**r) for g in out["groups"][:2] for r in g["results"]]
+        forged = [sandbox.SandboxResult(**r) for r in out["groups"][2]["results"]]
         names = ["bomb", "neighbour", "identity", "identity2", "escape", "network", "signals", "daemon", "scratch",
                  *ENDINGS, "spawn"]
         host_after = {"targets_exist": [t for t in host["targets"] if os.path.lexists(t)],
                       "sentinel": host["sentinel"].read_text() if host["sentinel"].exists() else None,
                       "accepted": [name for name in ("tcp", "unix") if _accepted(host[name])],
                       "leftovers": _leftovers(host)}
-    return {"user": user, "method": method, "out": out, "host": host_after, **dict(zip(names, results, strict=True))}
+    return {"user": user, "method": method, "out": out, "host": host_after, **dict(zip(names, results, strict=True)),
+            "forgeries": dict(zip([f.name for f in FORGERIES], forged, strict=True))}
 
 
 def _json(result) -> dict:
@@ -381,6 +404,13 @@ def test_ending_the_process_before_the_tests_fails(battery):
         assert (result.passed, result.status, result.completed) == (False, status, False), (name, result)
 
 
+@pytest.mark.parametrize("forgery", FORGERIES, ids=[f.name for f in FORGERIES])
+def test_a_forgery_from_inside_the_program_fails(battery, forgery):
+    """HumanEval/0 (or /2) answered wrongly, then attacked from inside: as root and as uid 65534, every method."""
+    result = battery["forgeries"][forgery.name]
+    assert (result.passed, result.status, result.mode) == (False, forgery.status, "split"), (forgery.why, result)
+
+
 def _expected_summary(user: str, method: str) -> str:
     root = user == "caller" and IS_ROOT
     spaces = "network, mount and pid" if root else "user, network, mount and pid"
@@ -402,30 +432,29 @@ def test_isolation_reports_what_it_verified_inside(battery):
 def test_humaneval_scores_exactly_as_an_unprivileged_user(nobody_copy, problems):
     """164 canonical solutions pass, the same solutions given to the wrong problems fail, as uid 65534."""
     method = "bwrap" if shutil.which("bwrap") else "unshare-user"
-    tests = [sandbox.humaneval_tests(p) for p in problems]
     rotated = [problems[(i + 1) % len(problems)]["canonical_solution"] for i in range(len(problems))]
-    out = run_plan("nobody", method, [group([p["prompt"] + p["canonical_solution"] for p in problems], tests, SandboxLimits()),
-                                      group([p["prompt"] + c for p, c in zip(problems, rotated)], tests, SandboxLimits())],
-                   nobody_copy)
+    out = run_plan("nobody", method, [humaneval_group(problems, [p["canonical_solution"] for p in problems], SandboxLimits()),
+                                      humaneval_group(problems, rotated, SandboxLimits())], nobody_copy)
     canonical, wrong = ([r["passed"] for r in g["results"]] for g in out["groups"])
     print(f"uid {NOBODY} {method}: canonical {sum(canonical)}/164 in {out['groups'][0]['seconds']:.1f} s, "
           f"misassigned {sum(wrong)}/164")
     assert (sum(canonical), sum(wrong)) == (164, 0)
 
 
-# ---- the pass rule, in the caller's default method ---------------------------------------------------------
+# ---- the pass rule, in the caller's default method (tests/unit/evaluate/test_sandbox_split.py: its parts) ----
 
 
 def test_run_tests_passes_only_when_the_tests_complete():
     program = "def double(x):\n    return 2 * x\n"
-    assert run_tests(program, "assert double(2) == 4\n").status == "passed"
-    failed = run_tests(program, "assert double(2) == 5\n")
-    assert (failed.passed, failed.status, failed.returncode) == (False, "failed", 1)
-    assert 'File "<tests>", line 1' in failed.stderr and "assert double(2) == 5" in failed.stderr
-    # Ending the process from inside the tests, printing a token-like line, or writing one to every
-    # descriptor: none of it is the harness token, which comes only after the tests return.
-    early = run_tests(program + "import sys\n", "sys.exit(0)\nassert double(2) == 5\n")
+    passed = run_tests(program, "assert double(2) == 4\n")
+    assert (passed.passed, passed.status, passed.completed, passed.mode) == (True, "passed", True, "split")
+    failed = run_tests(program, "assert double(2) == 4\nassert double(3) == 7\n")  # the last line decides too
+    assert (failed.passed, failed.status, failed.returncode, failed.mode) == (False, "failed", 1, "split")
+    assert 'File "<tests>", line 2' in failed.stderr and "assert double(3) == 7" in failed.stderr
+    # The tests ending their own process before their end: no verdict.
+    early = run_tests(program, "import sys\nsys.exit(0)\nassert double(2) == 5\n")
     assert (early.passed, early.status) == (False, "exited_early")
+    # A token-like line written to every descriptor, then os._exit(0): the program never reported ready.
     forged = ("import os, secrets\nfake = secrets.token_hex(16).encode()\nprint(fake.decode())\n"
               "for fd in map(int, os.listdir('/proc/self/fd')):\n    try:\n        os.write(fd, fake)\n"
               "    except OSError:\n        pass\nos._exit(0)\n")
@@ -476,14 +505,14 @@ print(sorted(set(found)))
 """
 
 
-def test_the_token_is_in_no_file_argv_environment_or_namespace(monkeypatch):
+def test_run_programs_completed_token_is_in_no_file_argv_environment_or_namespace(monkeypatch):
     import hashlib
 
     token = "0123456789abcdeffedcba9876543210"
-    monkeypatch.setattr(sandbox.secrets, "token_hex", lambda n: token)
-    result = run_tests(SECRET_HUNT.replace("__DIGEST__", hashlib.sha256(token.encode()).hexdigest()), "pass\n")
+    monkeypatch.setattr(sandbox_supervise.secrets, "token_hex", lambda n: token)
+    result = run_program(SECRET_HUNT.replace("__DIGEST__", hashlib.sha256(token.encode()).hexdigest()))
     assert result.stdout == "[]\n", result.stderr
-    assert result.passed  # and the real token did arrive after the tests
+    assert result.passed and result.completed and result.mode == "program"  # the real token did arrive after
 
 
 def test_run_program_is_judged_by_exit_status_and_says_whether_its_code_returned():
@@ -500,8 +529,8 @@ def test_check_humaneval_builds_the_program_from_the_problem(problems):
     first = problems[0]
     assert check_humaneval(first, first["canonical_solution"]).status == "passed"
     failed = check_humaneval(first, "    return None\n")
-    assert (failed.passed, failed.status, failed.returncode) == (False, "failed", 1)
-    assert "AssertionError" in failed.stderr
+    assert (failed.passed, failed.status, failed.returncode, failed.mode) == (False, "failed", 1, "split")
+    assert "AssertionError" in failed.stderr and "check(has_close_elements)" in failed.stderr
 
 
 def test_run_many_preserves_order_and_captures_output():

@@ -1,11 +1,17 @@
-"""The sandbox bootstrap, run as `python -I -S -c <loader> <this file, compiled> <config>` (workbench/evaluate/sandbox.py).
+"""The sandbox bootstrap, run as `python -I -S -c <loader> <this file, compiled> <config>` (workbench/evaluate/sandbox_launch.py).
 
-Not imported: sandbox.py compiles this text once per process and hands the code object to every sandbox.
-See the comment above `BOOTSTRAP` in sandbox.py for what it does.
+Not imported: sandbox_launch.py compiles this text once per process and hands the code object to every
+sandboxed process, with its role (sandboxed/program.py, worker.py or checker.py, compiled the same way) in
+the config. It builds the filesystem view where no bwrap did ("unshare" methods), then forks: the parent
+stays as the namespace's pid 1 and reaps (as pid 1 with default signal dispositions, nothing inside can
+signal it); the child takes the limits, drops every privilege, drains its job from stdin and runs its role's
+`serve(job)` in these globals (no second exec: that would double the ~25 ms interpreter start, and root's
+interpreter may sit where the sandbox uid cannot reach it). Imports are kept to fast builtins: libc's mount,
+prctl and capset are called through the bare _ctypes types that ctypes itself is built on (ctypes costs ~10 ms).
 """
 import _ctypes, marshal, os, resource, sys
 cfg = marshal.loads(bytes.fromhex(sys.argv[2]))
-PROGRAM, TESTS = os.path.join(cfg["work"], "program.py"), "<tests>"
+PROGRAM = os.path.join(cfg["work"], "program.py")
 
 class c_uint(_ctypes._SimpleCData):
     _type_ = "I"
@@ -107,7 +113,7 @@ def enter_sandbox():
     os.chdir(cfg["work"])
 
 def read_job():
-    # Drained to EOF before any of the program's code runs: the token is then nowhere in the kernel.
+    # Drained to EOF before any of the program's code runs (a run_program token is then nowhere in the kernel).
     chunks = []
     while chunk := os.read(0, 1 << 16):
         chunks.append(chunk)
@@ -115,42 +121,23 @@ def read_job():
     os.dup2(null, 0)
     os.close(null)
     job = marshal.loads(b"".join(chunks))
-    with open(PROGRAM, "w", encoding="utf-8", errors="replace") as f:
-        f.write(job["program"])  # for tracebacks and __file__; it holds only the program's own text
+    if "program" in job:
+        with open(PROGRAM, "w", encoding="utf-8", errors="replace") as f:
+            f.write(job["program"])  # for tracebacks and __file__; it holds only the program's own text
     return job
 
-# Everything the harness calls once the program has run is bound here, before it: the program may rebind
-# any name in builtins, sys or os, and the names below would otherwise be looked up there.
-def serve(job, exec=exec, compile=compile, SystemExit=SystemExit, BaseException=BaseException,
-          builtins=sys.modules["builtins"], settrace=sys.settrace, setprofile=sys.setprofile):
-    def quit(code=None):  # what `site` would add (-S leaves exit and quit out)
+def fresh_main(path):
+    """A new __main__ module (with the exit and quit that `site` would add: -S leaves them out)."""
+    builtins = sys.modules["builtins"]
+
+    def quit(code=None):
         raise SystemExit(code)
 
     builtins.exit = builtins.quit = quit
     main = type(sys)("__main__")
-    main.__file__, main.__builtins__ = PROGRAM, builtins
-    sys.modules["__main__"], sys.argv = main, [PROGRAM]
-    namespace, current, saved = main.__dict__, builtins.__dict__, dict(builtins.__dict__)
-    tests = job["tests"]
-
-    def run(program, tests):
-        exec(program, namespace)
-        if tests is not None:
-            current.clear()
-            current.update(saved)
-            namespace["__builtins__"] = builtins
-            settrace(None)
-            setprofile(None)
-            exec(tests, namespace)
-
-    try:
-        # While run() executes, the token exists only on this frame's evaluation stack.
-        finish(job.pop("token"), run(compile(job["program"], PROGRAM, "exec"),
-                                     None if tests is None else compile(tests, TESTS, "exec")))
-    except SystemExit as stop:
-        stopped(stop, tests is not None)
-    except BaseException as error:
-        crashed(error, tests)
+    main.__file__, main.__builtins__ = path, builtins
+    sys.modules["__main__"], sys.argv = main, [path]
+    return main.__dict__
 
 def flush(streams=(sys.stdout, sys.stderr), BaseException=BaseException):
     for stream in streams:
@@ -158,11 +145,6 @@ def flush(streams=(sys.stdout, sys.stderr), BaseException=BaseException):
             stream.flush()
         except BaseException:
             pass
-
-def finish(token, _, write=os.write, exit=os._exit, channel=cfg["token_fd"]):
-    flush()
-    write(channel, token)
-    exit(0)
 
 def stopped(stop, testing, write=os.write, exit=os._exit, stderr=sys.stderr):
     flush()
@@ -174,20 +156,42 @@ def stopped(stop, testing, write=os.write, exit=os._exit, stderr=sys.stderr):
     print(code, file=stderr, flush=True)
     exit(1)
 
-def crashed(error, tests, write=os.write, exit=os._exit, stderr=sys.stderr):
+def crashed(error, sources, write=os.write, exit=os._exit, stderr=sys.stderr):
+    """Print the traceback without the bootstrap's own frames; `sources`: {filename: text} for linecache."""
     flush()
     try:
         import linecache, traceback
-        if tests is not None:
-            linecache.cache[TESTS] = (len(tests), None, tests.splitlines(True), TESTS)
+        for name, text in sources.items():
+            linecache.cache[name] = (len(text), None, text.splitlines(True), name)
         tb = error.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename in ("<string>", "<bootstrap>"):
-            tb = tb.tb_next  # the bootstrap's own frames
+            tb = tb.tb_next
         traceback.print_exception(type(error), error, tb, file=stderr)
         stderr.flush()
     except BaseException:
         write(2, f"{type(error).__name__}: {error}\n".encode(errors="replace"))
     exit(1)
+
+def send(message, write=os.write):
+    """One line of plain data (sandboxed/plain_data.py) to the supervisor."""
+    data = (dumps(message) + "\n").encode()
+    while data:
+        data = data[write(cfg["fds"]["to_parent"], data):]
+
+class Lines:
+    """Lines from the supervisor (requests for a worker; the names, then replies, for a checker)."""
+    def __init__(self, fd):
+        self.fd, self.buffer = fd, bytearray()
+
+    def next(self):
+        while (end := self.buffer.find(b"\n")) < 0:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line = self.buffer[:end].decode()
+        del self.buffer[: end + 1]
+        return line
 
 def fail(stage, error):
     print(f"{cfg['mark']} {stage} failed: {error!r}", file=sys.stderr, flush=True)
@@ -198,7 +202,8 @@ def reap(child):
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)  # Python's handler would let SIGINT through to pid 1
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.close(cfg["token_fd"])
+    for fd in cfg["fds"].values():  # the child's alone: EOF on them must mean the child is gone
+        os.close(fd)
     while True:  # as pid 1 we also inherit and must reap orphans
         pid, status = os.wait()
         if pid == child:
@@ -216,6 +221,8 @@ if child:
 try:
     enter_sandbox()
     job = read_job()
+    for code in cfg["role"]:  # plain_data (worker, checker), then the role's own file: each defines serve(job)
+        exec(code, globals())
 except BaseException as error:
     fail("program start", error)
 serve(job)
