@@ -86,3 +86,30 @@ def test_evaluation_sums_kl_and_nll_over_real_completion_tokens():
     assert torch.allclose(fake._eval_sums, sums)
     _, fake = _loss(student, teacher, labels, training=True)
     assert fake._eval_sums.sum() == 0  # training batches are not held-out figures
+
+
+def _divergence_by_hand(student, teacher, labels, beta):
+    """Per marked position, written out from the definitions: beta 1 is the reverse KL(student || teacher); in
+    between, GKD's generalised JSD beta KL(P || M) + (1 - beta) KL(Q || M) with M = beta P + (1 - beta) Q
+    (P the teacher, Q the student; Agarwal et al. 2024, eq. 2), averaged over the marked positions."""
+    values = []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            if labels[b, t + 1] == -100:
+                continue
+            p, q = torch.softmax(teacher[b, t].double(), -1), torch.softmax(student[b, t].double(), -1)
+            if beta == 1:
+                values.append((q * (q.log() - p.log())).sum())
+            else:
+                m = beta * p + (1 - beta) * q
+                values.append(beta * (p * (p.log() - m.log())).sum() + (1 - beta) * (q * (q.log() - m.log())).sum())
+    return torch.stack(values).mean()
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 0.25])
+def test_beta_between_forward_and_reverse_kl_is_the_generalised_jsd(beta):
+    student, teacher, labels = _batch(4)
+    loss, _ = _loss(student, teacher, labels, beta=beta)
+    assert loss.item() == pytest.approx(_divergence_by_hand(student, teacher, labels, beta).item(), rel=1e-5)
+    forward, _ = _loss(student, teacher, labels, beta=0.0)
+    assert abs(loss.item() - forward.item()) > 1e-2  # a loss that ignored beta would be the forward KL
