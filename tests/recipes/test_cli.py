@@ -216,3 +216,31 @@ def test_finetune_last_line_is_parseable(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     fields = dict(item.split("=", 1) for item in result.stdout.strip().splitlines()[-1].split())
     assert len(fields["run_id"]) == 32 and fields["output_dir"] == f"{tmp_path}/o"
+
+
+DOWN = "postgresql://wb:wb@127.0.0.1:1/mlflow"  # nothing listens on port 1: a store that is down
+
+
+@pytest.mark.parametrize("args, code, expected", [
+    (["runs"], 2, "MLFLOW_TRACKING_URI: cannot reach the tracking database"),
+    (["show", "0123abcd"], 2, "MLFLOW_TRACKING_URI: cannot reach the tracking database"),
+    (["eval", "0123456789abcdef0123456789abcdef", "--suite", "smoke"], 2, "MLFLOW_TRACKING_URI: cannot reach"),
+    (["export", "0123456789abcdef0123456789abcdef"], 2, "export: cannot reach the tracking database"),
+    (["validate", "legal"], 2, "MLFLOW_TRACKING_URI: cannot reach the tracking database"),
+    (["finetune", "legal", "model.from_run=legal"], 2, "MLFLOW_TRACKING_URI: cannot reach the tracking database"),
+    (["schedule", "--suite", "legal", "--once", "--store-retry", "0", "--claims-db", "sqlite:///{tmp}/claims.db"], 75,
+     "schedule: opening the tracking store: the store is still unavailable"),
+])
+def test_every_command_meets_a_store_that_is_down_with_one_line_at_once(args, code, expected, monkeypatch, tmp_path,
+                                                                       capsys):
+    """MLflow alone retries a database that does not answer for about two minutes and ends in a traceback; each
+    command looks first (workbench.track.store) and says it in one line (the scheduler's outage is exit 75)."""
+    import time
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", DOWN)
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    assert main([a.format(tmp=tmp_path) for a in args]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert "wb:wb@" not in err and time.monotonic() - start < 60  # the password hidden; no two-minute retry loop

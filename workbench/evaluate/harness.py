@@ -252,7 +252,9 @@ def _load_run(run_id: str):
     from workbench.model.load import load_final
     from workbench.paths import default_tracking_uri
 
-    uri = default_tracking_uri()
+    from workbench.track.store import check_store, store_key
+
+    uri = check_store(default_tracking_uri(), key=f"eval target '{run_id}': {store_key()}")
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.MlflowClient().get_run(run_id)

@@ -58,6 +58,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from workbench.schedule.claims import Claim, ClaimStore, claims_url
+from workbench.track.store import tracking_client
 from workbench.schedule.lease import Heartbeat, LeaseLost
 from workbench.schedule.outage import StoreRetry, StoreUnavailable, _one_line, _say, shown, store_outage
 from workbench.errors import WorkbenchError
@@ -373,7 +374,6 @@ def run_schedule(cfg: ScheduleConfig, every: float | None = None, cron: str | No
                  claims_db: str | None = None, say=_say, reset: str | None = None) -> int:
     """Reset given-up runs (`reset`), then tick once (`once`), or forever on `every` seconds / the `cron`
     expression; a reset alone exits after resetting. Returns the number of runs evaluated."""
-    import mlflow
 
     from workbench.evaluate.tasks import suite_tasks
     from workbench.paths import default_tracking_uri
@@ -385,7 +385,7 @@ def run_schedule(cfg: ScheduleConfig, every: float | None = None, cron: str | No
     retry = StoreRetry(cfg.store_retry_s, cfg.store_backoff_s, say=say)
     url = claims_url(claims_db or os.environ.get("WORKBENCH_CLAIMS_DB"), uri)
     store = retry("opening the claims database", ClaimStore, url)
-    client, owner = mlflow.MlflowClient(tracking_uri=uri), owner_id()
+    client, owner = retry("opening the tracking store", tracking_client, uri), owner_id()
     say(f"scheduler {owner}: suite '{cfg.suite}', store {shown(uri)}, claims {shown(store.url)}")
     if reset:
         reset_runs(store, client, cfg.suite, reset, say, retry)

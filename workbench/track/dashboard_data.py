@@ -24,6 +24,7 @@ SAMPLE_DIRS = ("eval", "evals", "base")  # where workbench.evaluate.harness.log_
 # Trainer-side eval metrics that share the eval/ prefix but are not benchmark scores (TRL DPO/KTO/SFT).
 TRAINER_EVAL_GROUPS = {"rewards", "logps", "logits"}
 MAX_RUNS = 5000
+DATABASES = ("postgresql", "mysql", "mssql")
 
 
 class TrackingUnavailable(RuntimeError):
@@ -54,6 +55,14 @@ def check_store(uri: str) -> None:
     if path is not None and not path.is_file():
         raise TrackingUnavailable(f"No MLflow store at {path} yet: run a fine-tune first "
                                   f"(`make finetune RECIPE=legal`) or point MLFLOW_TRACKING_URI at your store.")
+    if uri.split(":", 1)[0].split("+")[0] in DATABASES:  # a database that is down: seconds, not MLflow's two minutes
+        from workbench.errors import WorkbenchError
+        from workbench.track.store import check_store
+
+        try:
+            check_store(uri, key="MLFLOW_TRACKING_URI")
+        except WorkbenchError as err:
+            raise TrackingUnavailable(f"{err}. Start the database or set MLFLOW_TRACKING_URI.") from None
     if uri.startswith(("http://", "https://")):
         import requests
 

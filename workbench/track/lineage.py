@@ -15,8 +15,10 @@ from workbench.paths import FINAL_MODEL_INFO
 def find_run(ref: str, key: str = "model.from_run"):
     import mlflow
 
+    from workbench.track.store import check_store
+
+    uri = check_store(mlflow.get_tracking_uri(), key=key)
     client = mlflow.MlflowClient()
-    uri = mlflow.get_tracking_uri()
     if re.fullmatch(r"[0-9a-f]{32}", ref):
         try:
             return client.get_run(ref)

@@ -19,8 +19,10 @@ def _client():
     import mlflow
 
     from workbench.paths import default_tracking_uri
+    from workbench.track.store import check_store, store_key
 
-    return mlflow.MlflowClient(tracking_uri=default_tracking_uri()), default_tracking_uri()
+    uri = check_store(default_tracking_uri(), key=store_key())
+    return mlflow.MlflowClient(tracking_uri=uri), uri
 
 
 def _experiments(client, recipe: str | None) -> list:

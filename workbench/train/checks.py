@@ -10,15 +10,10 @@ loads weights or writes outside a throwaway probe.
 
 import json
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 from workbench.errors import WorkbenchError
 from workbench.paths import project_root
-
-
-TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
 
 
 def check_references(recipe) -> None:
@@ -189,63 +184,13 @@ def check_teacher(teacher, student) -> dict:
 
 
 def check_tracking(recipe) -> str:
-    """The store must be one MLflow can open from here: a sqlite file in a folder that exists and can be written,
-    a server that answers, a database whose driver is installed and whose server accepts a connection. Returns
-    the URI."""
+    """The store must be one MLflow can open from here (workbench.track.store): a sqlite file in a folder that
+    exists and can be written, a server that answers, a database whose server accepts a connection. Returns the URI."""
+    from workbench.track.store import check_store, store_key
     from workbench.track.tracker import tracking_uri
 
-    uri = tracking_uri(recipe)
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+")[0]
-    if scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES:
-        raise WorkbenchError(f"track.tracking_uri: '{uri}' has an unknown scheme '{scheme}' "
-                             f"(MLflow stores: {', '.join(TRACKING_SCHEMES)}, or a folder)")
-    if scheme == "sqlite":
-        store = Path(uri[len("sqlite:///"):])
-        if not store.parent.is_dir():
-            raise WorkbenchError(f"track.tracking_uri: the folder of the sqlite store does not exist: {store.parent}")
-        if not os.access(store if store.exists() else store.parent, os.W_OK):
-            raise WorkbenchError(f"track.tracking_uri: the sqlite store {store} cannot be written here")
-    elif scheme in ("http", "https"):
-        try:
-            socket.create_connection((parsed.hostname, parsed.port or (443 if scheme == "https" else 80)), timeout=5).close()
-        except OSError as exc:
-            raise WorkbenchError(f"track.tracking_uri: cannot reach the MLflow server {uri}: {exc.strerror or exc}") from None
-    elif scheme in ("postgresql", "mysql", "mssql"):
-        from sqlalchemy.engine import make_url
-
-        try:
-            make_url(uri).get_dialect().import_dbapi()
-        except Exception as exc:  # the URL is malformed or its database driver is not installed
-            raise WorkbenchError(f"track.tracking_uri: cannot use {scheme} here: {str(exc).splitlines()[0]}") from None
-        _reach_database(uri)
-    return uri
-
-
-def _reach_database(uri: str) -> None:
-    """One connection with a short timeout: a server that is down is one line here, not MLflow's retries and
-    two tracebacks after a run was half opened."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    url = make_url(uri)
-    timeout = {"postgresql": {"connect_timeout": 5}, "mysql": {"connect_timeout": 5}}.get(url.get_backend_name(), {})
-    engine = create_engine(url, connect_args=timeout, poolclass=_null_pool())
-    try:
-        with engine.connect():
-            pass
-    except Exception as exc:  # the drivers raise their own OperationalErrors
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise WorkbenchError(f"track.tracking_uri: cannot reach the tracking database {url.render_as_string(hide_password=True)}: "
-                             f"{reason[0] if reason else type(exc).__name__}") from None
-    finally:
-        engine.dispose()
-
-
-def _null_pool():
-    from sqlalchemy.pool import NullPool
-
-    return NullPool
+    key = "track.tracking_uri" if recipe.track.tracking_uri else store_key()  # where the URI came from
+    return check_store(tracking_uri(recipe), key=key, write=True)
 
 
 def eval_contamination(recipe) -> dict[str, tuple[int, int]]:
