@@ -20,6 +20,40 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 pytest_plugins = ["stores"]  # tests/stores.py: a session PostgreSQL server, migrated MLflow stores
 
 
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                   "DS_ACCELERATOR", "ACCELERATE_USE_DEEPSPEED")
+
+
+@pytest.fixture(autouse=True)
+def no_distributed_leftovers():
+    """A test that runs DeepSpeed in this process (one rank, gloo) sets the rendezvous variables and joins a process
+    group; the next test in the same worker must not inherit them (a CLI it starts would try to join that group, and
+    a Trainer would wrap its model in DDP). Restored after every test, whichever order the workers run them in."""
+    saved = {key: os.environ.get(key) for key in DISTRIBUTED_ENV}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    import sys
+
+    if "torch.distributed" in sys.modules:
+        import torch.distributed
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if "accelerate.state" in sys.modules:  # its singletons remember the distributed set-up they first saw
+        from accelerate.state import AcceleratorState, PartialState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        PartialState._reset_state()
+    if "transformers.integrations.deepspeed" in sys.modules:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()  # ZeRO-3's zero.Init on from_pretrained, kept alive by a run's config
+
+
 @pytest.fixture
 def isolated(tmp_path):
     """Overrides that send a run's outputs and MLflow store into this test's temp dir."""

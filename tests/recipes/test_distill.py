@@ -18,11 +18,15 @@ from workbench.train.plan import make_plan
 
 
 def test_a_teacher_with_another_vocabulary_is_one_line_before_any_run_opens(tmp_path, finetune_cli):
-    from transformers import DeepseekV3Config
+    import json
+    import shutil
 
-    other = tmp_path / "other-vocab"
-    other.mkdir()
-    DeepseekV3Config(vocab_size=4096, num_mtp_layers=0).save_pretrained(other)
+    from workbench.model.presets import preset_dir
+
+    other = tmp_path / "other-vocab"  # weights, no tokenizer (a teacher's own is never loaded), another vocabulary
+    shutil.copytree(preset_dir("deepseek-v3-tiny", 0), other, ignore=shutil.ignore_patterns("tokenizer*", "special*"))
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "vocab_size": 4096}))
     result = finetune_cli(tmp_path, "method.name=distill", f"teacher.name={other}")
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: teacher: its vocabulary has 4096 tokens "

@@ -55,6 +55,18 @@ def test_grpo_logs_rewards_agreement_and_the_held_out_reward(train_recipe, tmp_p
     assert {"completions.jsonl", "heldout_completions.jsonl"} <= artifacts
     scored = [json.loads(line) for line in (run.output_dir / "heldout_completions.jsonl").read_text().splitlines()]
     assert [row["answer"] for row in scored] == [row["answer"] for row in rows]
+    # sample answers: every held-out prompt (6 < eval.samples), each answer scored by the run's rewards
+    from workbench.evaluate import rewards
+    from workbench.evaluate.reward_report import score
+
+    samples = [json.loads(line) for line in (run.output_dir / "samples.jsonl").read_text().splitlines()]
+    assert "samples.jsonl" in artifacts and [s["index"] for s in samples] == list(range(6))
+    assert [s["reference"] for s in samples] == [str(row["answer"]) for row in rows]
+    funcs, weights = rewards.build({"math_answer": 1.0, "format": 0.5}, format_pattern=".*#### \\d+")
+    for s, row in zip(samples, rows):
+        assert s["score"] == "reward"
+        for when in ("before", "after"):  # the score belongs to that very answer
+            assert s[f"{when}_score"] == pytest.approx(score(funcs, weights, [row], [s[when]])["total"][0])
 
 
 def test_without_replay_the_agreement_is_measured_not_forced(train_recipe):

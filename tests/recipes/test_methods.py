@@ -28,6 +28,47 @@ def test_sft_lowers_eval_loss_and_records_the_run(train, peft):
     assert "recipe.yaml" in {a.path for a in client.list_artifacts(run.tracker.run_id)}
     if peft == "lora":  # 5 MLA projections in each of the 4 layers
         assert record.data.params["peft.adapted.attention"] == "20"
+        _assert_samples_are_the_models_answers(run, client)
+
+
+def _greedy(model, tokenizer, prompts: list, tokens: int) -> list[str]:
+    """Greedy answers computed here, one prompt at a time, to check the run's samples against."""
+    import torch
+
+    answers = []
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        answers.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    return answers
+
+
+def _assert_samples_are_the_models_answers(run, client):
+    """samples.jsonl: held-out prompts with their own answers, the base model's greedy answer before and the trained
+    model's after, each recomputed here from the models on disk (not from the run's own generation)."""
+    from workbench.data.load import load_dataset
+    from workbench.model.load import load_model, load_unmerged
+    from workbench.recipe.schema import ModelConfig
+
+    path = client.download_artifacts(run.tracker.run_id, "samples.jsonl", str(run.output_dir / "downloaded"))
+    samples = [json.loads(line) for line in open(path)]
+    held_out = load_dataset(run.recipe.data, "sft").eval
+    assert len(samples) == min(run.recipe.eval.samples, len(held_out)) >= 3
+    prompts = []
+    for sample in samples:
+        messages = held_out[sample["index"]]["messages"]
+        assert sample["reference"] == messages[-1]["content"]  # a held-out row, its own answer
+        assert sample["prompt"] == "\n".join(f"{m['role']}: {m['content']}" for m in messages[:-1])
+        prompts.append(messages[:-1])
+    tokens = run.recipe.eval.sample_tokens
+    base, tokenizer = load_model(ModelConfig())
+    trained, _ = load_unmerged(run.output_dir / "final")
+    assert [s["before"] for s in samples] == _greedy(base.eval(), tokenizer, prompts, tokens)
+    assert [s["after"] for s in samples] == _greedy(trained.eval(), tokenizer, prompts, tokens)
+    assert any(s["before"] != s["after"] for s in samples)  # training changed what the model says
 
 
 def test_dpo_starts_at_ln2_and_moves(train):

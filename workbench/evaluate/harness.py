@@ -254,7 +254,7 @@ def _load_run(run_id: str):
 
     from workbench.track.store import check_store, store_key
 
-    uri = check_store(default_tracking_uri(), key=f"eval target '{run_id}': {store_key()}")
+    uri = check_store(default_tracking_uri(), key=f"eval target '{run_id}': {store_key()}", write=True)
     mlflow.set_tracking_uri(uri)
     try:
         mlflow.MlflowClient().get_run(run_id)

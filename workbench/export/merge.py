@@ -43,8 +43,12 @@ def final_dir_of(ref: str) -> tuple[Path, str | None]:
         return path, None
     if (path / "final" / FINAL_MODEL_INFO).is_file():
         return path / "final", None
+    import mlflow
+
+    from workbench.paths import default_tracking_uri
     from workbench.track.lineage import find_run, run_output
 
+    mlflow.set_tracking_uri(default_tracking_uri())  # the store the fine-tunes write to, wherever this runs from
     return run_output(ref, key="export"), find_run(ref, key="export").info.run_id
 
 

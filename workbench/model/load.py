@@ -227,8 +227,8 @@ def resolve_model(cfg, key: str = "model") -> ResolvedModel:
         return replace(resolved, cfg=cfg.model_copy(update={"from_run": run_id}))
     source = resolve_source(cfg.name, cfg.seed, key=f"{key}.name")
     config = check_loadable(cfg, source, section=key)
-    if Path(source).is_dir():
-        check_model_files(Path(source), cfg, key=f"{key}.name")
+    if Path(source).is_dir():  # a teacher scores the student's tokens: its own tokenizer is never loaded
+        check_model_files(Path(source), cfg, key=f"{key}.name", tokenizer=key == "model")
     return ResolvedModel(cfg=cfg, weights=source, weights_cfg=cfg, config=config, key=key, tokenizer_source=source)
 
 
@@ -309,10 +309,13 @@ def _has_tokenizer(folder: str) -> bool:
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def check_model_files(folder: Path, cfg, key: str = "model.name") -> None:
-    """A local model directory must hold weights and a tokenizer that loads (read here, not after a run opened)."""
+def check_model_files(folder: Path, cfg, key: str = "model.name", tokenizer: bool = True) -> None:
+    """A local model directory must hold weights and (`tokenizer`) a tokenizer that loads (read here, not after a
+    run opened)."""
     if not any((folder / name).is_file() for name in WEIGHTS):
         raise WorkbenchError(f"{key}: {folder} holds no weights (expected one of {', '.join(WEIGHTS)})")
+    if not tokenizer:
+        return
     from transformers import AutoTokenizer
 
     try:

@@ -238,6 +238,8 @@ class EvalConfig(Section):
     retention_tolerance: NonNegFloat = 0.02  # largest allowed drop of any retention score (absolute)
     batch_size: PosInt = 8
     unsafe_weak_sandbox: bool = False  # run code tasks even where the sandbox is below its minimum isolation
+    samples: Annotated[int, Field(ge=0)] = 16  # held-out prompts answered before and after (samples.jsonl); 0: off
+    sample_tokens: PosInt = 64  # the longest sample answer, in new tokens
 
 
 class TrackConfig(Section):

@@ -50,6 +50,7 @@ import re
 import signal
 import socket
 import tempfile
+import sys
 import threading
 import time
 import uuid
@@ -232,8 +233,9 @@ class _Tick:
 
     def evaluate(self, run, claim: Claim) -> str:
         cfg, run_id, short = self.cfg, run.info.run_id, run.info.run_id[:8]
-        self.say(f"evaluating {short} ({run.data.tags.get('mlflow.runName', '')}) on '{cfg.suite}', "
-                 f"attempt {claim.attempts} of {cfg.max_attempts} ...")
+        what = f"{short} ({run.data.tags.get('mlflow.runName', '')}) on '{cfg.suite}', attempt {claim.attempts} of " \
+               f"{cfg.max_attempts}"
+        print(f"evaluating {what} ...", file=sys.stderr, flush=True)  # the log (and the terminal with -v)
         start = time.perf_counter()
         with self.heartbeat(run_id, claim) as heartbeat:
             outcome, result = self.run_evaluation(run_id, claim, heartbeat)
@@ -248,7 +250,7 @@ class _Tick:
             publish(self.client, run_id, cfg.suite, committed, self.retry, result)
         self.finish(run_id, claim)
         scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result["scores"].items()))
-        self.say(f"  evaluated {short} in {time.perf_counter() - start:.1f} s: {scores}")
+        self.say(f"evaluated {what} in {time.perf_counter() - start:.1f} s: {scores}")  # the run's one line
         return "evaluated"
 
     def run_evaluation(self, run_id: str, claim: Claim, heartbeat: Heartbeat) -> tuple[str, dict | None]:

@@ -5,6 +5,8 @@
     runs = dd.runs_frame(uri)                     # one row per run: latest metrics, params, tags
     hist = dd.metric_histories(uri, [run_id], ["train/loss"])   # histories only for the runs asked for
     load = dd.expert_load(uri, run_id)            # arrays of moe/expert_load.npz, or None
+    answers = dd.run_samples(uri, run_id)         # rows of samples.jsonl (held-out answers before/after), or None
+    rollouts = dd.completions(uri, run_id)        # rows of a GRPO run's completions.jsonl, or None
 
 Nothing here writes to MLflow: a sqlite store that does not exist yet is reported, not created, and an
 unreachable server raises `TrackingUnavailable` quickly (one short health check, no retry storm).
@@ -20,6 +22,8 @@ from workbench.paths import default_tracking_uri
 
 LOAD_ARTIFACT = "moe/expert_load.npz"  # written by workbench.moe.plugin
 SCORE_PREFIXES = ("eval", "base")  # eval/<task>/<metric> after training, base/<task>/<metric> before
+RUN_SAMPLES = "samples.jsonl"  # workbench.evaluate.samples: held-out prompts answered before and after training
+COMPLETIONS = "completions.jsonl"  # workbench.train.methods.grpo: sampled completions with rewards, by step
 SAMPLE_DIRS = ("eval", "evals", "base")  # where workbench.evaluate.harness.log_to_run puts samples_<task>.jsonl
 # Trainer-side eval metrics that share the eval/ prefix but are not benchmark scores (TRL DPO/KTO/SFT).
 TRAINER_EVAL_GROUPS = {"rewards", "logps", "logits"}
@@ -229,3 +233,36 @@ def sample_row(record: dict) -> dict:
     return {"doc_id": record.get("doc_id"), "prompt": str(prompt), "output": str(output),
             "target": str(record.get("target", "")), "metric": metric, "score": value,
             "passed": bool(value) if isinstance(value, (int, float, bool)) else None}
+
+
+def _root_jsonl(uri: str, run_id: str, name: str, limit: int) -> list[dict] | None:
+    """The first `limit` JSON lines of the artifact `name` at the run's artifact root; None when it has none.
+    A line that is not JSON (a file cut off mid-write) is skipped."""
+    mlflow_client = client(uri)
+    if name not in {item.path for item in mlflow_client.list_artifacts(run_id) if not item.is_dir}:
+        return None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(mlflow_client.download_artifacts(run_id, name, tmp), encoding="utf-8") as fh:
+            for line in fh:
+                if len(rows) >= limit:
+                    break
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+@_guard
+def run_samples(uri: str, run_id: str, limit: int = 5000) -> list[dict] | None:
+    """Rows of the run's samples.jsonl (index, prompt, reference, before, after, before_score, after_score,
+    score), or None for a run that did not log one (older runs, `eval.samples: 0`)."""
+    return _root_jsonl(uri, run_id, RUN_SAMPLES, limit)
+
+
+@_guard
+def completions(uri: str, run_id: str, limit: int = 20000) -> list[dict] | None:
+    """Rows of a GRPO run's completions.jsonl (step, prompt, completion, rewards {name: value}, advantage),
+    or None for a run without one."""
+    return _root_jsonl(uri, run_id, COMPLETIONS, limit)

@@ -17,7 +17,7 @@ def find_run(ref: str, key: str = "model.from_run"):
 
     from workbench.track.store import check_store
 
-    uri = check_store(mlflow.get_tracking_uri(), key=key)
+    uri = check_store(mlflow.get_tracking_uri(), key=key, write=True)  # a missing sqlite file: "no run" below
     client = mlflow.MlflowClient()
     if re.fullmatch(r"[0-9a-f]{32}", ref):
         try:

@@ -10,6 +10,8 @@ Reads the same MLflow store the fine-tunes write to ($MLFLOW_TRACKING_URI, else 
 import re
 from datetime import datetime
 
+from pathlib import Path
+
 from workbench import console
 from workbench.track.dashboard_data import score_keys
 from workbench.errors import WorkbenchError
@@ -113,6 +115,35 @@ def show_run(ref: str) -> None:
     moe = {k: v for k, v in metrics.items() if k.startswith("moe/mean/")}
     if moe:
         console.say("  routing (last window): " + ", ".join(f"{k[9:]} {v:.3g}" for k, v in sorted(moe.items())))
+    _show_samples(client, run.info.run_id)
+
+
+def _show_samples(client, run_id: str, count: int = 3) -> None:
+    """Three of the run's sample answers (samples.jsonl, workbench.evaluate.samples), before and after."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, "samples.jsonl", folder)
+        except Exception:  # an older run, or one with eval.samples: 0 or several processes: nothing to show
+            console.say("  sample answers: none logged with this run")
+            return
+        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    console.say(f"  sample answers ({min(count, len(rows))} of {len(rows)} held-out prompts; all in samples.jsonl):")
+    for row in rows[:count]:
+        console.say(f"  [{row['index']}] {_clip(row['prompt'])}")
+        if row.get("reference") is not None:
+            console.say(f"      reference  {_clip(row['reference'])}")
+        for when in ("before", "after"):
+            score = row.get(f"{when}_score")
+            mark = f"  ({row['score']} {score:.2f})" if score is not None else ""
+            console.say(f"      {when:<10} {_clip(row[when]) if row[when] is not None else '(not measured)'}{mark}")
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "\u2026"
 
 
 def _value(metrics: dict, key: str) -> str:

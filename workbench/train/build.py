@@ -128,14 +128,18 @@ def _evidence_off(plan) -> tuple[str, ...]:
         off.append(f"held-out reward: off ({why}; it generates in one process)")
     if recipe.mtp.enabled or recipe.mtp.report == "always":
         off.append(f"MTP report: off ({why}; it generates in one process)")
+    if recipe.eval.samples and plan.splits.eval is not None:
+        off.append(f"sample answers: off ({why}; `workbench generate <run id> ...` after)")
     return tuple(off)
 
 
 def _add_reports(run, plan, tokenizer, main) -> None:
-    """The recipe's before/after evals, the MTP report, the held-out reward, and the export reference's rows."""
+    """The recipe's before/after evals, the MTP report, the held-out reward, sample answers, and the export
+    reference's rows."""
     from workbench.data.load import as_texts
     from workbench.evaluate.recipe_evals import RecipeEvals
     from workbench.evaluate.reward_report import RewardReport
+    from workbench.evaluate.samples import SampleReport
     from workbench.train.mtp import MtpReport
 
     recipe, splits, alone = plan.recipe, plan.splits, main and not plan.several_processes
@@ -145,6 +149,8 @@ def _add_reports(run, plan, tokenizer, main) -> None:
     run.mtp = MtpReport(recipe, run.tracker, splits.eval if splits.eval is not None else [],
                         enabled=alone and splits.eval is not None, base_weights=plan.model.weights_dir)
     run.rewards = RewardReport(recipe, run.tracker, splits.eval, plan.output_dir, enabled=alone,
+                               funcs=plan.rewards, weights=plan.reward_weights)
+    run.samples = SampleReport(recipe, run.tracker, splits.eval, plan.output_dir, enabled=alone,
                                funcs=plan.rewards, weights=plan.reward_weights)
     rows = splits.eval if splits.eval is not None else splits.train
     try:

@@ -32,6 +32,7 @@ class Run:
     evals: object | None = None  # workbench.evaluate.recipe_evals.RecipeEvals
     mtp: object | None = None  # workbench.train.mtp.MtpReport
     rewards: object | None = None  # workbench.evaluate.reward_report.RewardReport (grpo: held-out reward before and after)
+    samples: object | None = None  # workbench.evaluate.samples.SampleReport (held-out answers before and after)
     distributed: object | None = None  # the workbench.scale.deepspeed module when train.deepspeed is set
     zero_stage: int = 0
     ds_config_keepalive: object | None = None  # HfDeepSpeedConfig: ZeRO-3 partitions the model as it loads
@@ -48,6 +49,7 @@ class Run:
         if not self.resume_from:
             self.mtp.before(self.trainer.model, self.trainer.processing_class)
         self.rewards.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
+        self.samples.before(self.trainer.model, self.trainer.processing_class, resumed=bool(self.resume_from))
         result = self.trainer.train(resume_from_checkpoint=self.resume_from)
         final_dir = self.output_dir / "final"
         final_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +72,7 @@ class Run:
             if samples.is_file():  # grpo: sampled completions with their rewards, as training went
                 self.tracker.log_artifact(samples)
         self.rewards.after(self.trainer.model, self.trainer.processing_class, self.trainer.state.global_step)
+        self.samples.after(self.trainer.model, self.trainer.processing_class)
         if main:
             _write_info(self.output_dir, self.tracker.run_id, "finished")
         self.status = "FINISHED"

@@ -30,6 +30,8 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import sandbox, sandbox_supervise
 from workbench.evaluate.sandbox import SandboxLimits, check_humaneval, isolation, run_many, run_program, run_tests
 
+pytestmark = pytest.mark.serial  # wall-clock limits and fork bombs, measured with the machine to itself
+
 ROOT = Path(__file__).resolve().parents[3]
 QUICK = SandboxLimits(wall_seconds=3.0, cpu_seconds=2)
 IS_ROOT = os.geteuid() == 0
@@ -44,7 +46,6 @@ import dataclasses, json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from workbench.evaluate import sandbox, sandbox_isolation, sandbox_launch
 
-pytestmark = pytest.mark.serial  # wall-clock limits and fork bombs measured on a machine to itself: `make test` runs it after the parallel workers
 plan = json.load(sys.stdin)
 report = sandbox.probe(plan["method"])
 out = {"report": report, "error": sandbox_isolation.PROBE_ERRORS.get(plan["method"]), "none": sandbox.probe("none"),
