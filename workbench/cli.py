@@ -7,6 +7,8 @@
     workbench eval deepseek-v3-tiny --suite smoke  # score a run id, model dir, hub id or preset (evals/suites.yaml)
     workbench schedule --suite legal --every 600   # evaluate finished runs lacking the suite (--cron EXPR, --once)
     workbench estimate deepseek-v3-legal --gpus 8 --nodes 4   # memory per GPU/host for the recipe's ZeRO set-up
+    workbench generate legal "What is a tort?"     # the newest legal run's answer, streamed (--temperature, --mtp)
+    workbench chat deepseek-v3-tiny                # a conversation at a '> ' prompt (/reset, /exit or Ctrl-D)
 
 Errors in the user's input print one line naming the file and key (or row and field) and exit with 2.
 The last line of `finetune` is `run_id=<id> output_dir=<path>` for scripts.
@@ -73,11 +75,20 @@ def _parser() -> argparse.ArgumentParser:
                           help="ride out a tracking-store / claims-database outage this long before a tick stops")
     schedule.add_argument("--unsafe-weak-sandbox", action="store_true",
                           help="run code tasks even under a sandbox below the minimum isolation (unsafe)")
+    schedule.add_argument("-v", "--verbose", action="store_true",
+                          help="show the libraries' warnings and progress too (always in runs/schedule/<suite>.log)")
     runs = sub.add_parser("runs", help="recent runs as a table (name, status, method, key metrics, id)")
     runs.add_argument("recipe", nargs="?", help="only this recipe's runs (its MLflow experiment)")
     runs.add_argument("--limit", type=int, default=20, help="at most N runs, newest first")
     show = sub.add_parser("show", help="one run's summary: what it trained, its scores, where its files are")
     show.add_argument("run", help="MLflow run id (or its first 8 characters), or an experiment name for its newest run")
+    generate = sub.add_parser("generate", help="stream a model's answer to one prompt (its chat template)")
+    generate.add_argument("target", help=TALK_TARGET)
+    generate.add_argument("prompt", help="what the user says (quoted)")
+    chat = sub.add_parser("chat", help="talk with a model at a '> ' prompt (/reset, /exit or Ctrl-D)")
+    chat.add_argument("target", help=TALK_TARGET)
+    for talk in (generate, chat):
+        _sampling_flags(talk)
     estimate = sub.add_parser("estimate", help="memory per GPU and host for a recipe (no weights needed)")
     estimate.add_argument("recipe")
     estimate.add_argument("overrides", nargs="*")
@@ -94,6 +105,21 @@ def _parser() -> argparse.ArgumentParser:
     contamination.add_argument("--ngram", type=int, default=13, help="words per n-gram (lm-eval's rule: 13)")
     contamination.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+TALK_TARGET = "preset, model directory, MLflow run id, experiment name (its newest finished run) or hub id"
+
+
+def _sampling_flags(parser) -> None:
+    parser.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                        help="0: greedy (default); higher: more varied")
+    parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                        help="sample from the likeliest tokens holding this much probability, in (0, 1] (default 1)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, metavar="N",
+                        help="longest answer, in tokens (default 256)")
+    parser.add_argument("--seed", type=int, metavar="S", help="the same samples on every call (default: a fresh seed)")
+    parser.add_argument("--mtp", action="store_true", help="decode speculatively with the model's trained MTP layer")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' warnings and logs too")
 
 
 def cmd_finetune(args) -> int:
@@ -186,11 +212,26 @@ def cmd_schedule(args) -> int:
             raise WorkbenchError(f"schedule: {flag} must be > 0, got {value:g}")
     if args.store_retry < 0:
         raise WorkbenchError(f"schedule: --store-retry must be >= 0, got {args.store_retry:g}")
+    _schedule_log(args.suite)
     cfg = ScheduleConfig(suite=args.suite, limit=args.limit, experiments=tuple(args.experiment), max_runs=args.max_runs,
                          lease_s=args.lease, max_attempts=args.max_attempts, batch_size=args.batch_size,
                          store_retry_s=args.store_retry, unsafe_weak_sandbox=args.unsafe_weak_sandbox)
     run_schedule(cfg, every=args.every, cron=args.cron, once=args.once, claims_db=args.claims_db, reset=args.reset)
     return 0
+
+
+def _schedule_log(suite: str) -> None:
+    """The libraries' output (lm-eval's notices, progress bars, warnings) goes to one log per suite; the
+    scheduler's own lines, one per run, stay on stdout for cron mail and `kubectl logs`."""
+    import re
+
+    from workbench import console
+    from workbench.paths import runs_dir
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", suite).strip("_") or "suite"
+    path = console.attach_log(runs_dir() / "schedule" / f"{name}.log")
+    if path is not None:
+        print(f"library output: {path}", flush=True)
 
 
 def cmd_estimate(args) -> int:
@@ -236,9 +277,40 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _talk_setup(args):
+    """The checked sampling flags, then the model (flags are checked before anything loads)."""
+    from workbench.model.generate import Sampling, load_target
+
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                        seed=args.seed).check(args.command)
+    if args.command == "generate" and not args.prompt.strip():
+        raise WorkbenchError("generate: the prompt is empty")
+    return sampling, load_target(args.target, mtp=args.mtp, command=args.command, notes=sys.__stderr__)
+
+
+def cmd_generate(args) -> int:
+    from workbench.model.generate import generate_once
+
+    sampling, target = _talk_setup(args)
+    try:
+        generate_once(target, args.prompt, sampling)
+    except KeyboardInterrupt:  # not main()'s "resume with --resume": there is nothing to resume
+        print()
+        return 130
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from workbench.model.generate import chat
+
+    sampling, target = _talk_setup(args)
+    return chat(target, sampling)  # Ctrl-C stops an answer; Ctrl-D or /exit leaves (exit 0)
+
+
 COMMANDS = {"finetune": cmd_finetune, "validate": cmd_validate, "eval": cmd_eval, "export": cmd_export,
             "apply-patch": cmd_apply_patch, "schedule": cmd_schedule,
-            "estimate": cmd_estimate, "contamination": cmd_contamination, "runs": cmd_runs, "show": cmd_show}
+            "estimate": cmd_estimate, "contamination": cmd_contamination, "runs": cmd_runs, "show": cmd_show,
+            "generate": cmd_generate, "chat": cmd_chat}
 
 
 POSITIVE = ("limit", "batch_size", "tolerance", "gpus", "nodes", "gpu_memory", "every", "lease", "max_runs",
@@ -252,7 +324,8 @@ def _check_numbers(args) -> None:
             raise WorkbenchError(f"{args.command}: --{name.replace('_', '-')} must be > 0, got {value:g}")
 
 
-QUIET = ("finetune", "eval", "validate")  # commands whose library output goes to a log (finetune: the run's)
+# commands whose library output goes to a log (finetune: the run's); generate/chat stream only the answer to stdout
+QUIET = ("finetune", "eval", "validate", "schedule", "generate", "chat")
 
 
 def main(argv: list[str] | None = None) -> int:
