@@ -17,9 +17,10 @@ def _plan(recipe, overrides, stage, world):
 
 
 @pytest.mark.parametrize("recipe, overrides, expected", [
-    ("legal-grpo", ["model.from_run=null"], ["held-out reward: off"]),
-    ("legal-mtp", [], ["recipe evals: off", "MTP report: off"]),
-    ("legal", [], ["recipe evals: off"]),
+    ("legal-grpo", ["model.from_run=null"], ["held-out reward: off", "sample answers: off"]),
+    ("legal-mtp", [], ["recipe evals: off", "MTP report: off", "sample answers: off"]),
+    ("legal", [], ["recipe evals: off", "sample answers: off"]),
+    ("legal", ["eval.samples=0"], ["recipe evals: off"]),
 ])
 def test_a_run_with_several_processes_names_each_piece_of_evidence_it_does_not_produce(recipe, overrides, expected):
     lines = _evidence_off(_plan(recipe, overrides, stage=2, world=2))
