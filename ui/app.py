@@ -1,4 +1,5 @@
-"""The workbench dashboard: runs, comparisons, MoE routing and evaluations, read-only over MLflow.
+"""The workbench dashboard: runs, comparisons, MoE routing, evaluations and the models' answers, read-only
+over MLflow (the Samples page can also load a run's final model to answer a prompt).
 
     make dashboard                      # or: .venv/bin/python -m streamlit run ui/app.py
     MLFLOW_TRACKING_URI=http://127.0.0.1:5000 make dashboard   # against a tracking server (make mlflow)
@@ -6,6 +7,7 @@
 The store is $MLFLOW_TRACKING_URI, else the project's sqlite store (workbench.paths.default_tracking_uri);
 links to the MLflow UI use $MLFLOW_UI_URL (default http://127.0.0.1:5000). Pages are chosen in the sidebar
 and kept in the URL (`?page=compare&runs=<id>,<id>`), so a view can be shared. Nothing is written to MLflow.
+ui/.streamlit/config.toml (read because it sits beside this script) hides the developer toolbar (Deploy).
 """
 
 import sys
@@ -15,10 +17,10 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `ui.views` when run as a script
 
-from ui.views import common, compare, evaluations, routing, runs  # noqa: E402
+from ui.views import common, compare, evaluations, routing, runs, samples  # noqa: E402
 from workbench.track import dashboard_data as dd  # noqa: E402
 
-PAGES = {"Runs": runs.render, "Compare": compare.render, "Routing": routing.render,
+PAGES = {"Runs": runs.render, "Compare": compare.render, "Samples": samples.render, "Routing": routing.render,
          "Evaluations": evaluations.render}
 
 

@@ -1,7 +1,8 @@
 """Serve the dashboard for real and drive it with Chromium: the browser test and the README screenshots.
 
     .venv/bin/python ui/screenshot.py --uri sqlite:////tmp/ui_real/mlflow.db --out ui/screenshots
-        # compare.png (the two newest runs) and routing.png (the newest run with routing telemetry)
+        # compare.png (the two newest runs), routing.png (the newest run with routing telemetry) and samples.png
+        # (the two newest runs of one experiment with samples.jsonl; --ask "a prompt" also asks both models)
 
 Needs Debian's chromium (`apt-get install -y chromium`); playwright drives it via executable_path, so no
 `playwright install` (which downloads browsers) is ever needed.
@@ -38,7 +39,7 @@ def serve(uri: str, log_path: Path, timeout_s: float = 60):
     with open(log_path, "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--client.toolbarMode", "viewer"],
+             "--server.port", str(port), "--server.headless", "true"],  # toolbar: ui/.streamlit/config.toml
             env=env, cwd=APP.parent.parent, stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -99,9 +100,27 @@ def routing(page, base: str, run_id: str, timeout_ms: int = 60_000) -> None:
     settle(page)
 
 
+def samples(page, base: str, run_ids: list[str], timeout_ms: int = 60_000) -> None:
+    """Open the Samples page for `run_ids` (by URL, as a shared link would) and wait for the first prompt."""
+    page.goto(f"{base}/?page=samples&runs={','.join(r[:8] for r in run_ids)}", timeout=timeout_ms)
+    page.wait_for_selector(".st-key-samples_prompt_0", timeout=timeout_ms)
+    settle(page)
+
+
+def ask(page, prompt: str, timeout_ms: int = 120_000) -> list[str]:
+    """Type `prompt` into the Samples page's prompt box, press Generate, wait for the answers; their texts."""
+    page.get_by_label("Prompt (sent as one user turn").fill(prompt)
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector(".st-key-samples_generated_0 code", timeout=timeout_ms)
+    settle(page)
+    return page.locator('[class*="st-key-samples_generated_"] code').all_inner_texts()
+
+
 def settle(page, quiet_ms: int = 1500) -> None:
-    """Wait until Streamlit has stopped running the script and plotly has drawn (no skeletons left)."""
+    """Wait until Streamlit has stopped running the script, lazily loaded elements have replaced their
+    skeletons and plotly has drawn."""
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000)  # st.code loads late
     page.wait_for_timeout(quiet_ms)
 
 
@@ -113,10 +132,21 @@ def full_screenshot(page, path: Path) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
+def with_samples(frame, uri: str):
+    """The two newest runs of the newest experiment whose runs logged samples.jsonl (or fewer)."""
+    from workbench.track import dashboard_data as dd
+
+    logged = frame[[dd.run_samples(uri, run_id) is not None for run_id in frame["run_id"]]]
+    if logged.empty:
+        return logged
+    return logged[logged["experiment_id"] == logged.iloc[0]["experiment_id"]].head(2).iloc[::-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uri", required=True)
     parser.add_argument("--out", type=Path, default=APP.parent / "screenshots")
+    parser.add_argument("--ask", default="", help="a prompt for the Samples page's prompt box (loads the models)")
     args = parser.parse_args()
     sys.path.insert(0, str(APP.parent.parent))
     from workbench.track import dashboard_data as dd
@@ -124,14 +154,24 @@ def main() -> None:
     frame = dd.runs_frame(args.uri)
     newest = frame.head(2).iloc[::-1]
     moe = frame[frame.filter(like="metrics.moe/").notna().any(axis=1)]
+    sampled = with_samples(frame, args.uri)
     args.out.mkdir(parents=True, exist_ok=True)
     with serve(args.uri, args.out / "streamlit.log") as base, browser_page() as page:
         print("legend:", compare(page, base, list(newest["label"])))
         full_screenshot(page, args.out / "compare.png")
         routing(page, base, moe.iloc[0]["run_id"])
         full_screenshot(page, args.out / "routing.png")
+        if not sampled.empty:
+            samples(page, base, list(sampled["run_id"]))
+            if args.ask:
+                page.get_by_label("Runs to ask").click()  # the second run too: type its label, pick it
+                page.keyboard.type(sampled.iloc[-1]["label"])
+                page.locator('[role="option"]').first.click()
+                page.keyboard.press("Escape")
+                print("answers:", ask(page, args.ask))
+            full_screenshot(page, args.out / "samples.png")
     (args.out / "streamlit.log").unlink()
-    print(f"wrote {args.out / 'compare.png'} and {args.out / 'routing.png'}")
+    print(f"wrote compare.png, routing.png{', samples.png' if not sampled.empty else ''} to {args.out}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,15 @@ def store(fast_tmp):
     return seed_small_store(fast_tmp / "store")
 
 
+@pytest.fixture(scope="session")
+def model_store(fast_tmp):
+    """{"uri", "m0", "m1", "gone"}: runs whose final_dir holds a real tiny model; see store_seed.seed_model_store."""
+    from store_seed import seed_model_store
+
+    (fast_tmp / "models").mkdir()
+    return seed_model_store(fast_tmp / "models")
+
+
 @pytest.fixture
 def open_page(monkeypatch):
     """open_page(uri, page, **query) -> an AppTest that has run once with that store and URL query."""

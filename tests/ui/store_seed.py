@@ -2,6 +2,7 @@
 
     from store_seed import seed_small_store, seed_large_store
     runs = seed_small_store(tmp_path)        # {"a": run_id, ...}; uri in runs["uri"]
+    models = seed_model_store(tmp_path)      # runs whose final_dir holds a real tiny model (the prompt box)
     seed_large_store(tmp_path, n_runs=1000, n_steps=500)
 
 Written with MlflowClient.log_batch (1,000 metrics per call), the way the trainer's tracker writes them.
@@ -75,6 +76,54 @@ def samples_jsonl(path: Path) -> Path:
     return path
 
 
+# samples.jsonl of runs a and b (workbench.evaluate.samples): the same held-out prompts, one start model.
+# Prompt 1: b's answer differs from a's only in whitespace; prompts 2 and 3: the runs disagree; 3 has no reference.
+LEGAL_PROMPTS = [(0, "user: How many days are in a leap year?", "366"), (1, "user: What is 40 + 5?", "45"),
+                 (2, "user: Which court hears the appeal?", "the Court of Appeal"), (3, "user: Summarise clause 4.", None)]
+LEGAL_BEFORE = ["365", "4 5", "court", "clause"]
+LEGAL_AFTER = {"a": ["366", "45", "the Court of Appeal", "Clause 4 limits liability."],
+               "b": ["366", "  45\n", "the High Court", "Clause 4 sets the fee."]}
+
+
+def right_or_wrong(answer: str, reference: str | None) -> float | None:
+    return None if reference is None else float(" ".join(answer.split()) == reference)
+
+
+def run_samples_jsonl(path: Path, prompts, before, after, score: str | None, before_scores=None, after_scores=None) -> Path:
+    """A run's samples.jsonl: one line per held-out prompt, the start model's and the trained model's answer."""
+    lines = []
+    for k, (index, prompt, reference) in enumerate(prompts):
+        if score == "right":
+            before_score, after_score = right_or_wrong(before[k], reference), right_or_wrong(after[k], reference)
+        else:
+            before_score = before_scores[k] if before_scores else None
+            after_score = after_scores[k] if after_scores else None
+        lines.append({"index": index, "prompt": prompt, "reference": reference, "before": before[k], "after": after[k],
+                      "before_score": before_score, "after_score": after_score, "score": score})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+# completions.jsonl of the GRPO run g: step 5 holds three groups (the first prompt drawn again for the third),
+# step 10 one group whose second completion has no advantage.
+SIX, FOUR = "user: What is 6 * 7? Answer in \\boxed{}.", "user: What is 2 + 2? Answer in \\boxed{}."
+GRPO_COMPLETIONS = [
+    (5, SIX, "41", 0.0, 0.0, -0.5), (5, SIX, "\\boxed{42}", 1.0, 0.5, 0.5),
+    (5, FOUR, "\\boxed{4}", 1.0, 0.5, 0.75), (5, FOUR, "four", 0.0, 0.0, -0.75),
+    (5, SIX, "42", 1.0, 0.0, 0.25), (5, SIX, "forty", 0.0, 0.0, -0.25),
+    (10, SIX, "\\boxed{42} at last", 1.0, 0.5, 0.0), (10, SIX, "\\boxed{42}", 1.0, 0.5, None)]
+
+
+def completions_jsonl(path: Path) -> Path:
+    rows = [{"step": step, "prompt": prompt, "completion": completion,
+             "rewards": {"math_answer": math_answer, "format": fmt}, "advantage": advantage}
+            for step, prompt, completion, math_answer, fmt, advantage in GRPO_COMPLETIONS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
 def _start(client, exp_id: str, name: str, params: dict, tags: dict, history: dict, t0: int) -> str:
     run = client.create_run(exp_id, run_name=name, start_time=t0)
     _log(client, run.info.run_id, _metrics(history, t0), params, tags)
@@ -82,8 +131,9 @@ def _start(client, exp_id: str, name: str, params: dict, tags: dict, history: di
 
 
 def seed_small_store(root: Path) -> dict[str, str]:
-    """Six runs in three experiments: a, b (finished SFT, with scores and routing), c (FAILED DPO),
-    d (RUNNING), e (finished, no metrics) and f (a staged distillation run). Returns their ids and the store uri."""
+    """Seven runs in four experiments: a, b (finished SFT, with scores, routing and samples.jsonl), c (FAILED
+    DPO), d (RUNNING), e (finished, no metrics), f (a staged distillation run) and g (GRPO, with samples.jsonl
+    and completions.jsonl). Returns their ids and the store uri."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = _client(uri)
     legal = client.create_experiment("legal", artifact_location=(root / "artifacts").as_uri())
@@ -106,6 +156,9 @@ def seed_small_store(root: Path) -> dict[str, str]:
         client.log_artifact(run_id, str(expert_load_npz(root / key / "moe" / "expert_load.npz", 20, 1.0)), "moe")
         client.set_terminated(run_id, "FINISHED", end_time=t0 + 1_200_000)
     client.log_artifact(ids["a"], str(samples_jsonl(root / "a" / "samples_legal_mc.jsonl")), "eval/standard")
+    for key in ("a", "b"):
+        client.log_artifact(ids[key], str(run_samples_jsonl(root / key / "samples.jsonl", LEGAL_PROMPTS, LEGAL_BEFORE,
+                                                            LEGAL_AFTER[key], "right")))
     ids["c"] = _start(client, dpo, "dpo-c", {**PARAMS, "method.name": "dpo"},
                       {**tags, "method": "dpo", "recipe": "legal-dpo"}, {"train/loss": [(1, 0.69), (2, 0.68)]}, t0)
     client.set_terminated(ids["c"], "FAILED", end_time=t0 + 120_000)
@@ -128,7 +181,42 @@ def seed_small_store(root: Path) -> dict[str, str]:
                "heldout/reward": [(0, 0.25), (10, 0.5)]}
     ids["g"] = _start(client, grpo, "grpo-g", {**PARAMS, "method.name": "grpo"},
                       {**tags, "recipe": "legal-grpo", "method": "grpo"}, history, t0 + 150_000)
+    grpo_prompts = [(0, SIX, "42"), (1, FOUR, "4")]
+    client.log_artifact(ids["g"], str(run_samples_jsonl(root / "g" / "samples.jsonl", grpo_prompts, ["6", "2"],
+                                                        ["\\boxed{42}", "4"], "reward", [0.0, 0.0], [1.5, 1.0])))
+    client.log_artifact(ids["g"], str(completions_jsonl(root / "g" / "completions.jsonl")))
     client.set_terminated(ids["g"], "FINISHED", end_time=t0 + 400_000)
+    return ids
+
+
+def final_dir(target: Path, seed: int) -> Path:
+    """A run's final folder holding full weights: the embedded preset built from `seed` (so two seeds answer
+    differently), with the model description a fine-tune writes beside them."""
+    import shutil
+
+    from workbench.model.load import write_final_info
+    from workbench.model.presets import preset_dir
+
+    shutil.copytree(preset_dir("deepseek-v3-tiny", seed), target)
+    write_final_info(target, {"name": "deepseek-v3-tiny", "seed": seed}, adapter=False)
+    return target
+
+
+def seed_model_store(root: Path) -> dict[str, str]:
+    """Two finished runs whose `final_dir` tags point at real (tiny, untrained) models, for the prompt box:
+    {"uri", "m0", "m1"} (embedded preset seeds 0 and 1) and "gone" (its final_dir was deleted)."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = _client(uri)
+    exp = client.create_experiment("legal", artifact_location=(root / "artifacts").as_uri())
+    t0 = int(time.time() * 1000) - 600_000
+    ids = {"uri": uri}
+    for key, seed in (("m0", 0), ("m1", 1), ("gone", 2)):
+        folder = root / key / "final" if key != "gone" else root / "deleted" / "final"
+        if key != "gone":
+            final_dir(folder, seed)
+        tags = {"recipe": "legal", "method": "sft", "base_model": "deepseek-v3-tiny", "final_dir": str(folder)}
+        ids[key] = _start(client, exp, f"tiny-{key}", PARAMS, tags, {"train/loss": [(1, 9.0)]}, t0 + seed * 1000)
+        client.set_terminated(ids[key], "FINISHED", end_time=t0 + 60_000)
     return ids
 
 

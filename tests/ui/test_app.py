@@ -3,7 +3,7 @@ that the page ran. Run: .venv/bin/python -m pytest -q tests/ui/test_app.py"""
 
 import numpy as np
 import pytest
-from chart_spec import decode, figures, label
+from chart_spec import colour_distance, decode, figures, label
 
 from ui.views.common import ema
 
@@ -178,3 +178,33 @@ def test_unreachable_server_is_a_message_not_a_traceback(open_page):
 def test_ema_matches_hand_computed_values():
     np.testing.assert_allclose(ema(np.array([1.0, 3.0]), 0.5), [1.0, (0.5 * 0.5 + 1.5) / 0.75])
     np.testing.assert_allclose(ema(np.array([1.0, 3.0]), 0.0), [1.0, 3.0])
+
+
+def test_compare_gives_each_run_its_own_colour_on_every_chart(store, open_page):
+    a, b, g = label("sft-a", store["a"]), label("sft-b", store["b"]), label("grpo-g", store["g"], "legal-grpo")
+    at = open_page(store["uri"], "compare", runs=f"{store['a'][:8]},{store['b'][:8]},{store['g'][:8]}")
+    no_exception(at)
+    colours: dict[str, set[str]] = {}
+    for fig in figures(at):
+        for trace in fig["data"]:
+            drawn = trace["marker"]["color"] if trace["type"] == "bar" else trace["line"]["color"]
+            colours.setdefault(trace["name"], set()).add(drawn)
+    assert {"scores per task", "train/loss", "train/reward"} <= {f["layout"]["title"]["text"] for f in figures(at)}
+    assert sorted(colours) == sorted([a, b, g]) and all(len(c) == 1 for c in colours.values())  # one colour a run
+    picked = [next(iter(colours[name])) for name in (a, b, g)]
+    assert colour_distance("#0068c9", "#83c9ff") < 60  # the two blues runs used to get
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert colour_distance(picked[i], picked[j]) > 60, (picked[i], picked[j])
+
+
+def test_tables_leave_missing_values_blank(store, open_page):
+    runs = f"{store['a'][:8]},{store['b'][:8]}"
+    pages = [open_page(store["uri"], "runs"), open_page(store["uri"], "compare", runs=runs),
+             open_page(store["uri"], "evaluations", run=store["a"][:8]),
+             open_page(store["uri"], "samples", runs=f"{store['a'][:8]},{store['g'][:8]}")]
+    tables = [table for at in pages for table in at.dataframe]
+    assert len(tables) == 6  # runs; scores and params; latest scores and samples; answers summary
+    # an unset placeholder also reads "" (proto3), and then Streamlit writes "None": the field must be set
+    assert [(table.proto.HasField("placeholder"), table.proto.placeholder) for table in tables] == [(True, "")] * 6
+    assert np.isnan(tables[0].value.set_index("run").loc["sft-empty", "train loss"])  # there are cells to blank

@@ -18,24 +18,18 @@ BASE = "base model (base/... scores)"
 
 
 def pick_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    wanted = [w for w in st.query_params.get("runs", "").split(",") if w]
-    default = [label for label, run_id in zip(frame["label"], frame["run_id"]) if any(run_id.startswith(w) for w in wanted)]
-    chosen = st.multiselect("Runs to compare", list(frame["label"]), default=default, key="compare_runs",
-                            placeholder="pick two or more runs")
-    ids = ",".join(frame.set_index("label").loc[chosen, "run_id"].str[:8]) if chosen else ""
-    if st.query_params.get("runs", "") != ids:
-        st.query_params["runs"] = ids
-    return frame.set_index("label").loc[chosen].reset_index()
+    return common.pick_runs(frame, "Runs to compare", key="compare_runs", placeholder="pick two or more runs")
 
 
 def curves(uri: str, picked: pd.DataFrame) -> None:
     smoothing = st.slider("Smoothing (EMA)", 0.0, 0.95, 0.0, 0.05, key="compare_smoothing",
                           help="Exponential moving average of loss and grad-norm curves; 0 shows raw values")
     labels = dict(zip(picked["run_id"], picked["label"]))
+    colours = common.run_colours(picked["run_id"])
     history = common.histories(uri, tuple(picked["run_id"]), CURVES + OPTIONAL + ("train/stage",))
     edges = stage_edges(history, picked)
     columns = st.columns(2)
-    figures = [(key, common.line_chart(history, key, labels, smoothing if key in SMOOTHED else 0.0))
+    figures = [(key, common.line_chart(history, key, labels, smoothing if key in SMOOTHED else 0.0, colours=colours))
                for key in CURVES + OPTIONAL]
     for i, (key, fig) in enumerate([(k, f) for k, f in figures if f is not None]):
         if key in STAGED:
@@ -89,11 +83,13 @@ def scores(picked: pd.DataFrame) -> None:
         return
     baseline = st.selectbox("Delta against", [BASE, *picked["label"]], key="compare_baseline")
     table = score_table(picked, baseline)
-    st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%+.4f")
-                                                        for c in table.columns if c.startswith("delta ")})
+    common.dataframe(table, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%+.4f") for c in table.columns if c.startswith("delta ")})
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Bar(name=label, x=list(table.index), y=table[label]) for label in picked["label"]])
+    colours = common.run_colours(picked["run_id"])
+    fig = go.Figure([go.Bar(name=label, x=list(table.index), y=table[label], marker_color=colours[run_id])
+                     for run_id, label in zip(picked["run_id"], picked["label"])])
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10), title="scores per task")
     st.plotly_chart(fig, key="compare_scores")
 
@@ -119,4 +115,4 @@ def render(uri: str, frame: pd.DataFrame) -> None:
     if diff.empty:
         st.success("These runs have identical params.")
     else:
-        st.dataframe(diff, width="stretch")
+        common.dataframe(diff, width="stretch")

@@ -22,7 +22,7 @@ def score_history(uri: str, run: pd.Series, keys: list[str]) -> None:
     st.plotly_chart(fig, key="eval_history")
     latest = history.sort_values("timestamp").groupby("key").agg(
         latest=("value", "last"), evaluations=("value", "size"), last_logged=("time", "last"))
-    st.dataframe(latest, width="stretch")
+    common.dataframe(latest, width="stretch")
 
 
 def sample_view(uri: str, run: pd.Series) -> None:
@@ -38,7 +38,7 @@ def sample_view(uri: str, run: pd.Series) -> None:
         rows = rows[rows["passed"] == (shown == "passed")]
     passed = rows["passed"].dropna() if "passed" in rows else pd.Series(dtype=bool)
     st.caption(f"{len(rows)} samples" + (f", {passed.mean():.0%} passed" if len(passed) else ""))
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+    common.dataframe(rows, hide_index=True, width="stretch", column_config={
         "prompt": st.column_config.TextColumn(width="large"), "output": st.column_config.TextColumn(width="medium")})
 
 

@@ -56,7 +56,7 @@ def render(uri: str, frame: pd.DataFrame) -> None:
     if shown.empty:
         st.info("No run matches these filters.")
         return
-    st.dataframe(runs_table(shown), hide_index=True, width="stretch", column_config={
+    common.dataframe(runs_table(shown), hide_index=True, width="stretch", column_config={
         "mlflow": st.column_config.LinkColumn("MLflow", display_text="open"),
         "train loss": st.column_config.NumberColumn(format="%.4f"),
         "eval loss": st.column_config.NumberColumn(format="%.4f"),

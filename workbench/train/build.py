@@ -33,8 +33,8 @@ def build(plan, resume: bool = False) -> Run:
     dist, keepalive = _start_processes(plan)
     main = dist is None or dist.is_main_process()
     output_dir = plan.output_dir
-    track = (Tracker(plan.tracking_uri, recipe.track.experiment or recipe.name, output_dir.name, plan.run_id)
-             if main else NullTracker())
+    run_name = recipe.track.run_name or output_dir.name  # a named run keeps its name whatever its folder
+    track = Tracker(plan.tracking_uri, recipe.track.experiment or recipe.name, run_name, plan.run_id) if main else NullTracker()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         if main:
