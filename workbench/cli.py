@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--gpus", type=int, default=1, help="GPUs per node")
     estimate.add_argument("--nodes", type=int, default=1)
     estimate.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="memory of one GPU")
+    estimate.add_argument("--host-memory", type=float, default=1024.0, metavar="GIB",
+                          help="CPU memory of one node (default 1024; a DGX H100 has 2048)")
     estimate.add_argument("--expert-parallel", type=int, default=None, metavar="N",
                           help="routed experts split over N GPUs (AutoEP, ZeRO-2); default: the recipe's train.expert_parallel")
     estimate.add_argument("--json", action="store_true", help="print the numbers as JSON")
@@ -240,7 +242,8 @@ def cmd_estimate(args) -> int:
     from workbench.recipe.load import load_recipe
     from workbench.scale.estimate import estimate, render
 
-    for flag, value in (("--gpus", args.gpus), ("--nodes", args.nodes), ("--gpu-memory", args.gpu_memory)):
+    for flag, value in (("--gpus", args.gpus), ("--nodes", args.nodes), ("--gpu-memory", args.gpu_memory),
+                        ("--host-memory", args.host_memory)):
         if value <= 0:
             raise WorkbenchError(f"estimate: {flag} must be > 0, got {value:g}")
     recipe = load_recipe(args.recipe, args.overrides)
@@ -248,7 +251,7 @@ def cmd_estimate(args) -> int:
 
     check_references(recipe)  # its DeepSpeed config, as finetune reads it
     result = estimate(recipe, gpus_per_node=args.gpus, nodes=args.nodes, gpu_memory_gib=args.gpu_memory,
-                      expert_parallel=args.expert_parallel)
+                      expert_parallel=args.expert_parallel, host_memory_gib=args.host_memory)
     print(json.dumps(result, indent=2) if args.json else render(result, recipe))
     return 0
 

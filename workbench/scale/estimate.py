@@ -211,8 +211,11 @@ def _check_expert_parallel(ep: int, n_experts: int | None, gpus: int) -> None:
         raise WorkbenchError(f"estimate: --expert-parallel {ep} does not divide the job's {gpus} GPUs")
 
 
+HOST_MEMORY_GIB = 1024.0  # CPU memory per node assumed unless --host-memory says otherwise (a DGX H100 has 2048)
+
+
 def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: float = 80.0,
-             expert_parallel: int | None = None) -> dict:
+             expert_parallel: int | None = None, host_memory_gib: float = HOST_MEMORY_GIB) -> dict:
     """`expert_parallel`: None takes the recipe's train.expert_parallel; N > 1 estimates ZeRO-2 with the routed experts
     split over N GPUs (AutoEP), whatever ZeRO stage the recipe names (what ZeRO-3 would gather is kept beside it)."""
     from workbench.scale import deepspeed as distributed
@@ -244,7 +247,8 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
     if stage >= 2 and ep == 1:  # DeepSpeed's estimators cover ZeRO-2 and ZeRO-3, without expert parallelism
         ds_gpu, ds_host = deepspeed_estimate(counts.total, counts.largest_layer, stage, offload_opt, offload_param,
                                              gpus_per_node, nodes)
-    needed = sum(gpu.values())
+    needed, host_needed = sum(gpu.values()), sum(host.values())
+    fits_gpu, fits_host = needed <= gpu_memory_gib * GIB, host_needed <= host_memory_gib * GIB
     return {
         "model": recipe.model.architecture or recipe.model.name,
         "fp8_checkpoint": is_fp8(config),
@@ -257,12 +261,27 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         "params_total": counts.total, "params_active": counts.active, "params_trainable": counts.trainable,
         "largest_layer_params": counts.largest_layer, "lora_adapters": counts.lora,
         "per_gpu": gpu, "per_host": host,
-        "per_gpu_total": needed, "per_host_total": sum(host.values()),
+        "per_gpu_total": needed, "per_host_total": host_needed,
         "model_states_per_gpu": needed - gpu["activations (rough)"],
         "deepspeed_per_gpu": ds_gpu, "deepspeed_per_host": ds_host,
-        "gpu_memory": gpu_memory_gib * GIB, "fits": needed <= gpu_memory_gib * GIB,
+        "gpu_memory": gpu_memory_gib * GIB, "host_memory": host_memory_gib * GIB,
+        "fits_gpu": fits_gpu, "fits_host": fits_host, "fits": fits_gpu and fits_host,
+        "why_not": _why_not(gpu, host, needed, host_needed, gpu_memory_gib, host_memory_gib),
         "on_gpu_here": uses_gpu(),
     }
+
+
+def _why_not(gpu: dict, host: dict, needed: float, host_needed: float, gpu_gib: float, host_gib: float) -> str | None:
+    """One line naming the biggest item of each budget that is exceeded; None when both fit."""
+    reasons = []
+    if needed > gpu_gib * GIB:
+        item = max(gpu, key=gpu.get)
+        reasons.append(f"per GPU {_b(needed)} of {_b(gpu_gib * GIB)} (the most: {item}, {_b(gpu[item])})")
+    if host_needed > host_gib * GIB:
+        item = max(host, key=host.get)
+        reasons.append(f"per host {_b(host_needed)} of CPU memory of {_b(host_gib * GIB)} (the most: {item}, "
+                       f"{_b(host[item])})")
+    return "; ".join(reasons) or None
 
 
 def _b(n: float) -> str:
@@ -307,9 +326,11 @@ def render(result: dict, recipe) -> str:
                          f"({_b(result['final_gather'])} more there, once, after training)")
         if result["recipe_zero_stage"] == 3:
             lines.append("  note: the recipe names ZeRO-3; expert parallelism runs with ZeRO-2 (set train.deepspeed: zero2)")
-    verdict = "fits" if result["fits"] else "does NOT fit"
-    lines.append(f"  => {verdict} in {_b(result['gpu_memory'])} per GPU "
-                 f"(needs {_b(result['per_gpu_total'])}, activations are a rough upper bound)")
+    if result["fits"]:
+        lines.append(f"  => fits: {_b(result['per_gpu_total'])} per GPU of {_b(result['gpu_memory'])} (activations are a "
+                     f"rough upper bound), {_b(result['per_host_total'])} per host of {_b(result['host_memory'])}")
+    else:
+        lines.append(f"  => does NOT fit: {result['why_not']}")
     if result["fp8_checkpoint"]:
         lines.append("  note: the published checkpoint is FP8; train from a BF16 copy (README: DeepSeek-V3)")
     return "\n".join(lines)
