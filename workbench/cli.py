@@ -334,6 +334,7 @@ QUIET = ("finetune", "eval", "validate", "schedule", "generate", "chat")
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables..."
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # `show` reads an artifact: no bar
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # the same where MLflow was imported before (in-process)
