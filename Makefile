@@ -1,7 +1,7 @@
 # The front door. Every target installs what it needs on first use (`make setup` does only that).
 #   make finetune RECIPE=legal [OVERRIDES="train.max_steps=5"] [RESUME=1] [VERBOSE=1]   (VERBOSE: library warnings too)
 #   make finetune RECIPE=moonlight-legal GPUS=4 [NODES=2 HOSTFILE=hostfile]   (DeepSpeed launcher; no GPUS: one process)
-#   make estimate RECIPE=deepseek-v3-legal GPUS=8 NODES=4 [GPU_MEMORY=80]    (memory per GPU and host, no weights)
+#   make estimate RECIPE=deepseek-v3-legal GPUS=8 NODES=4 [GPU_MEMORY=80] [HOST_MEMORY=1024]   (memory per GPU and host, no weights)
 #   make validate RECIPE=legal
 #   make eval TARGET=deepseek-v3-tiny SUITE=standard [LIMIT=8] [SOURCE=hub]   (TARGET: run id, model dir, hub id, preset)
 #   make dashboard [PORT=8501]  |  make mlflow [MLFLOW_PORT=5000]
@@ -28,6 +28,7 @@ GPUS ?=
 NODES ?= 1
 HOSTFILE ?=
 GPU_MEMORY ?= 80
+HOST_MEMORY ?= 1024
 # Every rank of one job writes to the same run folder, so the launcher names it once.
 RUN_NAME := $(shell date +%Y%m%d-%H%M%S)
 MULTI_NODE := $(filter-out 1,$(NODES))
@@ -56,7 +57,7 @@ finetune: $(STAMP)
 	$(LAUNCH) finetune $(RECIPE) $(OVERRIDES) $(if $(RESUME),--resume,$(if $(GPUS),track.run_name=$(RUN_NAME))) $(if $(VERBOSE),-v)
 
 estimate: $(STAMP)
-	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} $(VENV)/bin/workbench estimate $(RECIPE) $(OVERRIDES) --gpus $(or $(GPUS),1) --nodes $(NODES) --gpu-memory $(GPU_MEMORY)
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE-1} $(VENV)/bin/workbench estimate $(RECIPE) $(OVERRIDES) --gpus $(or $(GPUS),1) --nodes $(NODES) --gpu-memory $(GPU_MEMORY) --host-memory $(HOST_MEMORY)
 
 validate: $(STAMP)
 	$(VENV)/bin/workbench validate $(RECIPE) $(OVERRIDES)

@@ -136,7 +136,9 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
-def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True, with_mtp: bool = True):
+def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool = True, with_mtp: bool = True,
+                     config=None, folder: str | None = None):
+    """`config`, `folder`: the model's config and local folder where they are known already (a plan pinned them)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, dtype=torch_dtype(cfg.dtype))
@@ -151,7 +153,7 @@ def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool 
                      if tokenizer else None)
         from workbench.model.mtp import expected_mtp_keys
 
-        depth = getattr(read_config(source, cfg, key=key), "num_hidden_layers", None)
+        depth = getattr(config if config is not None else read_config(source, cfg, key=key), "num_hidden_layers", None)
         with expected_mtp_keys(depth):  # a checkpoint's MTP keys are not the main model's: not reported as unexpected
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
@@ -159,7 +161,7 @@ def _from_pretrained(source: str, cfg, key: str = "model.name", tokenizer: bool 
     if with_mtp:
         from workbench.model.mtp import attach, is_deepseek_v3
 
-        folder = local_checkpoint(source, cfg.revision)  # a hub id: its snapshot, downloaded by now
+        folder = folder or local_checkpoint(source, cfg.revision)  # a hub id: its snapshot, downloaded by now
         if is_deepseek_v3(model) and _mtp_keys(folder):
             attach(model, folder, init="checkpoint")
     if tokenizer is not None and tokenizer.pad_token is None:
@@ -195,6 +197,8 @@ class ResolvedModel:
     config: object | None = None  # the transformers config; None for a hub id this machine cannot read
     tokenizer_source: str | None = None  # where the tokenizer loads from: a folder or a hub id
     key: str = "model"  # the recipe section, for errors
+    weights_dir: str | None = None  # the local folder of the full weights (None: a hub id not downloaded yet)
+    tokenizer_dir: str | None = None  # the local folder holding the tokenizer, where there is one
 
     @property
     def label(self) -> str:
@@ -204,16 +208,6 @@ class ResolvedModel:
     def is_adapter(self) -> bool:
         return bool(self.adapters)
 
-    @property
-    def weights_dir(self) -> str | None:
-        """The local folder of the full weights (None: a hub id not downloaded yet)."""
-        return local_checkpoint(self.weights, self.weights_cfg.revision)
-
-    @property
-    def tokenizer_dir(self) -> str | None:
-        """The local folder holding this model's tokenizer, where there is one."""
-        folder = local_checkpoint(self.tokenizer_source or self.weights)
-        return folder if folder and _has_tokenizer(folder) else None
 
 
 def resolve_model(cfg, key: str = "model") -> ResolvedModel:
@@ -229,7 +223,9 @@ def resolve_model(cfg, key: str = "model") -> ResolvedModel:
     config = check_loadable(cfg, source, section=key)
     if Path(source).is_dir():  # a teacher scores the student's tokens: its own tokenizer is never loaded
         check_model_files(Path(source), cfg, key=f"{key}.name", tokenizer=key == "model")
-    return ResolvedModel(cfg=cfg, weights=source, weights_cfg=cfg, config=config, key=key, tokenizer_source=source)
+    folder = local_checkpoint(source, cfg.revision)
+    return ResolvedModel(cfg=cfg, weights=source, weights_cfg=cfg, config=config, key=key, tokenizer_source=source,
+                         weights_dir=folder, tokenizer_dir=folder if folder and _has_tokenizer(folder) else None)
 
 
 def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
@@ -239,7 +235,8 @@ def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
     base_cfg, adapter = final_info(path)
     if not adapter:
         return ResolvedModel(cfg=ModelConfig(name=str(path)), weights=str(path), weights_cfg=base_cfg, key=key,
-                             bias_dirs=(str(path),), config=read_config(str(path), base_cfg), tokenizer_source=str(path))
+                             bias_dirs=(str(path),), config=read_config(str(path), base_cfg), tokenizer_source=str(path),
+                             weights_dir=str(path), tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
     if base_cfg.from_run:
         from workbench.track.lineage import run_output
 
@@ -247,7 +244,8 @@ def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
     else:
         base = resolve_model(base_cfg, key=key)
     return replace(base, cfg=ModelConfig(name=str(path)), adapters=base.adapters + (str(path),),
-                   bias_dirs=base.bias_dirs + (str(path),), tokenizer_source=str(path))
+                   bias_dirs=base.bias_dirs + (str(path),), tokenizer_source=str(path),
+                   tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
 
 
 def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: bool = True, merge: bool = True):
@@ -257,7 +255,7 @@ def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: boo
     from workbench.moe.bias import load_router_bias
 
     model, _ = _from_pretrained(resolved.weights, resolved.weights_cfg, key=f"{resolved.key}.name", tokenizer=False,
-                                with_mtp=with_mtp)
+                                with_mtp=with_mtp, config=resolved.config, folder=resolved.weights_dir)
     biases = list(resolved.bias_dirs)
     if biases and biases[0] == resolved.weights:  # a run's full weights: its biases first
         load_router_bias(model, Path(biases.pop(0)))
