@@ -181,17 +181,34 @@ def test_bad_input_is_one_line(args, expected, unfinished_legal_store, monkeypat
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
 
 
-def spawn_chat(*flags):
+def spawn_chat(*flags, target="deepseek-v3-tiny"):
     import pexpect
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # as a person's shell has it
     env.update(HF_HUB_OFFLINE="1", TERM="xterm-256color")
-    child = pexpect.spawn(WORKBENCH, ["chat", "deepseek-v3-tiny", *flags], cwd=str(project_root()), env=env,
+    child = pexpect.spawn(WORKBENCH, ["chat", str(target), *flags], cwd=str(project_root()), env=env,
                           encoding="utf-8", timeout=180, dimensions=(50, 400))
     child.expect_exact("\r\n> ")  # after the model loaded and the first line named it
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    assert child.before == f"deepseek-v3-tiny on {device}. {HELP}", child.before  # no library warnings, no bars
+    assert child.before == f"{target} on {device}. {HELP}", child.before  # no library warnings, no bars
     return child
+
+
+def _endless_model(tmp_path) -> Path:
+    """The tiny preset with no end-of-sequence token: an answer runs to --max-new-tokens (the random preset's greedy
+    answer to QUESTION ends after about 30 tokens on some machines, before a Ctrl-C could land)."""
+    import json
+    import shutil
+
+    from workbench.model.presets import preset_dir
+
+    folder = tmp_path / "endless"
+    shutil.copytree(preset_dir("deepseek-v3-tiny", 0), folder)
+    for name in ("generation_config.json", "config.json"):
+        config = json.loads((folder / name).read_text())
+        config["eos_token_id"] = None
+        (folder / name).write_text(json.dumps(config))
+    return folder
 
 
 def say(child, line: str) -> str:
@@ -223,10 +240,10 @@ def test_chat_in_a_terminal_keeps_the_conversation_resets_and_leaves_on_ctrl_d(t
     assert child.exitstatus == 0 and child.signalstatus is None
 
 
-def test_ctrl_c_stops_the_answer_not_the_chat():
+def test_ctrl_c_stops_the_answer_not_the_chat(tmp_path):
     import pexpect
 
-    child = spawn_chat("--max-new-tokens", "2000")  # minutes of decoding on a CPU
+    child = spawn_chat("--max-new-tokens", "2000", target=_endless_model(tmp_path))  # minutes of decoding on a CPU
     child.sendline(QUESTION)
     child.expect_exact(QUESTION + "\r\n")
     child.expect(r"\S", timeout=60)  # the first piece of the answer is on the screen while the model still decodes

@@ -81,7 +81,8 @@ def test_expert_parallel_splits_only_the_routed_experts():
         assert gpu["weights (16-bit), dense + shared"] == 2 * (total - routed)
         assert "largest layer, gathered" not in gpu
         assert result["zero3_gathers"] == 4 * result["largest_layer_params"]
-    assert ep8["fits"] is False and ep32["fits"] is True  # 191.7 GiB against 77.5 GiB per GPU of 80
+    assert ep8["fits_gpu"] is False and ep32["fits_gpu"] is True  # 191.7 GiB against 77.5 GiB per GPU of 80
+    assert ep32["fits"] is False and ep32["fits_host"] is False  # but loading needs 9,999 GiB per host (1 TiB here)
     assert ep8["per_gpu_total"] - ep32["per_gpu_total"] == pytest.approx(2 * routed * (1 / 8 - 1 / 32))
 
 
