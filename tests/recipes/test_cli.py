@@ -67,6 +67,14 @@ def _bad_config_values(tmp_path):
     return _model_dir(tmp_path, "bad-values", edit=("config.json", json.dumps({**config, "hidden_size": "big"})))
 
 
+def _dense_model(tmp_path):
+    """The tiny preset with every layer dense: no router for top-p routing or the sparsity penalty to act on."""
+    from workbench.model.presets import preset_dir
+
+    config = json.loads((preset_dir("deepseek-v3-tiny", 0) / "config.json").read_text())
+    return _model_dir(tmp_path, "dense", edit=("config.json", json.dumps({**config, "first_k_dense_replace": 4})))
+
+
 def _finished_run_dir(tmp_path):
     folder = tmp_path / "done"
     folder.mkdir()
@@ -96,6 +104,17 @@ def _batch_reward(tmp_path):
 def _under_a_file(tmp_path):
     (tmp_path / "a-file").write_text("x")
     return [f"train.output_dir={tmp_path / 'a-file' / 'run'}"]
+
+
+def _deepspeed_json(tmp_path, optimizer: str, offload: bool = False) -> str:
+    """A user's ZeRO-2 config with its own optimizer section (and CPU offload of the optimizer)."""
+    config = json.loads((project_root() / "recipes/deepspeed/zero2.json").read_text())
+    config["optimizer"]["type"] = optimizer
+    if offload:
+        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+    path = tmp_path / f"{optimizer.lower()}{'-offload' if offload else ''}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
 # (overrides or a callable building them from tmp_path, the words the one-line error must contain)
 FINETUNE_BAD = [
     (["train.lr_scheduler=cosine_typo"], "train.lr_scheduler: must be one of linear, cosine"),
@@ -128,6 +147,32 @@ FINETUNE_BAD = [
     (["train.deepspeed=zero4"], "train.deepspeed: 'zero4' is neither a shipped config"),
     (["model.quantize=nf4"], "model.quantize: nf4 loads the weights through bitsandbytes' CUDA kernels"),
     (_batch_reward, "returned 1 values for 2 completions"),
+    # train.optimizer: muon where it cannot run (workbench.train.optim, workbench.scale.deepspeed.muon_problem)
+    (["train.optimizer=sgd"], "train.optimizer: must be one of adamw, muon, got sgd"),
+    (["train.optimizer=muon", "train.deepspeed=zero3"], "train.optimizer: muon runs under DeepSpeed with ZeRO stage 2 only"),
+    (["train.optimizer=muon", "train.deepspeed=zero2", "train.expert_parallel=2"],
+     "train.optimizer: muon is not supported with train.expert_parallel: 2"),
+    (["train.optimizer=muon", "model.quantize=nf4"], "train.optimizer: muon is not supported with model.quantize: nf4"),
+    (lambda tmp: ["train.optimizer=muon", f"train.deepspeed={_deepspeed_json(tmp, 'AdamW')}"],
+     "train.optimizer: muon, but adamw.json has its own optimizer section of type AdamW"),
+    (lambda tmp: ["train.optimizer=muon", f"train.deepspeed={_deepspeed_json(tmp, 'Muon', offload=True)}"],
+     "train.optimizer: muon under DeepSpeed without optimizer or parameter offload only"),
+    (["train.optimizer=muon", "train.deepspeed=zero2"], "train.max_grad_norm: DeepSpeed's Muon clips the orthogonalised"),
+    (["train.optimizer=muon", "train.deepspeed=zero2", "train.max_grad_norm=0", "peft.target_modules=[routed_experts]"],
+     "peft.target_modules: 'routed_experts' stacks the routed experts' LoRA matrices"),
+    # top-p routing and the sparsity penalty (workbench.moe.top_p, workbench.moe.sparsity)
+    (["moe.routing=top_p", "moe.top_p=0"], "moe.top_p: must be > 0, got 0"),
+    (["moe.routing=top_p", "moe.top_p=1.5"], "moe.top_p: must be <= 1, got 1.5"),
+    (["moe.routing=top_p", "moe.min_experts=3", "moe.max_experts=2"], "moe.min_experts: must be <= moe.max_experts, got 3 > 2"),
+    (["moe.routing=top_p", "moe.max_experts=5"], "moe.max_experts: a token reaches at most 4 experts in this model"),
+    (["moe.routing=top_p", "train.deepspeed=zero2", "train.expert_parallel=2"], "moe.routing: top_p patches the MoE "
+                                                                               "blocks that DeepSpeed AutoEP replaces"),
+    (["moe.routing=top_p", "method.name=grpo", "moe.routing_replay=rollout"], "which routing replay cannot record"),
+    (["moe.routing=top_p", "moe.balance=seq_aux"], "moe.balance: seq_aux's f_i assumes top_k experts per token"),
+    (["moe.top_p=0.3"], "moe.top_p: only read with moe.routing: top_p (moe.routing is top_k)"),
+    (["moe.sparsity_target=0.2"], "moe.sparsity_target: only read when moe.sparsity or a stage's sparsity is > 0"),
+    (lambda tmp: ["moe.routing=top_p", f"model.name={_dense_model(tmp)}"], "moe.routing: needs DeepSeek-V3 routers"),
+    (lambda tmp: ["moe.sparsity=0.5", f"model.name={_dense_model(tmp)}"], "moe.sparsity: needs DeepSeek-V3 routers"),
 ]
 
 

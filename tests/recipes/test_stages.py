@@ -66,11 +66,12 @@ def test_each_stage_changes_exactly_its_groups_on_the_configured_steps_also_acro
     stage_points = sorted((m.step, m.value) for m in client.get_metric_history(run.tracker.run_id, "train/stage"))
     assert stage_points == [(0, 0.0), (2, 1.0), (6, 2.0)]
     assert client.get_run(run.tracker.run_id).data.tags["train.stages"] == (
-        "expert_warmup: steps 1-2, joint: steps 3-6, router_sharpen: steps 7-8")
-    # phase 3 trains at half the learning rate of the linear schedule (logged: the rate step k trained at)
+        "expert_warmup: steps 1-2, joint: steps 3-6, sparsify: steps 7-8")
+    # phase 3 trains at 8x the linear schedule's learning rate, the recipe's lr_scale (logged: the rate step k trained at)
     lrs = {m.step: m.value for m in client.get_metric_history(run.tracker.run_id, "train/learning_rate")}
     linear = {k: recipe.train.lr * (STEPS - k + 1) / STEPS for k in lrs}
-    assert lrs == pytest.approx({k: v * (0.5 if k > 6 else 1.0) for k, v in linear.items()}, rel=1e-6)
+    assert recipe.train.stages[2].lr_scale == 8
+    assert lrs == pytest.approx({k: v * (8.0 if k > 6 else 1.0) for k, v in linear.items()}, rel=1e-6)
 
     # the same recipe killed at step 5 (after the step-4 checkpoint, in the middle of phase 2), then resumed
     resumed = _recipe(isolated, "resumed")

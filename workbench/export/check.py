@@ -68,7 +68,8 @@ def _coverage(routes: list[torch.Tensor], n_layers: int, n_experts: int) -> torc
     counts = torch.zeros(n_layers, n_experts, dtype=torch.long)
     for route in routes:  # (T, layers, k)
         for layer in range(n_layers):
-            counts[layer] += torch.bincount(route[:, layer].reshape(-1), minlength=n_experts)
+            picks = route[:, layer].reshape(-1)
+            counts[layer] += torch.bincount(picks[picks < n_experts], minlength=n_experts)  # top-p: unused slots hold n_experts
     return counts
 
 

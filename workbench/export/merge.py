@@ -86,6 +86,7 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
     tokenizer.save_pretrained(out_dir)
     with mtp.expected_mtp_keys(exported.config.num_hidden_layers):  # the MTP layer's keys are not the main model's
         reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=exported.dtype)
+    _route_as_trained(reloaded, final, out_dir)
     from workbench.export.check import compare_with_reference
 
     facts = compare_with_reference(reloaded, final)
@@ -115,6 +116,19 @@ def export(ref: str, out: str | None = None, tolerance: float = 1e-4) -> ExportR
         raise WorkbenchError(f"export: the exported model differs from the trained one by {diff:.3g} "
                              f"(tolerance {tolerance:g}){routing}; not safe to use: {out_dir}")
     return ExportResult(out_dir=out_dir, max_abs_diff=diff, kind=kind, against=against, facts=facts)
+
+
+def _route_as_trained(reloaded, final: Path, out_dir: Path) -> None:
+    """A top-p run (workbench.moe.top_p) is compared routed as it was trained; plain transformers routes the folder
+    top-k, which the one-line warning says."""
+    from workbench.model.load import final_routing
+    from workbench.moe.top_p import apply_routing, describe
+
+    routing = final_routing(final)
+    if routing:
+        apply_routing(reloaded, routing)
+        print(f"warning: export: the run routes {describe(routing)} (moe.routing), which is workbench-only: plain "
+              f"transformers loads {out_dir} with DeepSeek-V3's top-k; `workbench eval/generate <run>` routes as trained")
 
 
 def apply_patch_to_dir(patch_dir: str, out: str) -> Path:

@@ -181,9 +181,18 @@ def _mtp_keys(source: str | None) -> list[str]:
     return checkpoint_mtp_keys(source, layers) if isinstance(layers, int) else []
 
 
-def write_final_info(final_dir: Path, base_model: dict, adapter: bool) -> None:
-    """Say how to rebuild a run's final weights: its base model config, plus whether they are an adapter."""
-    (final_dir / FINAL_MODEL_INFO).write_text(json.dumps({"base_model": base_model, "adapter": adapter}, indent=2))
+def write_final_info(final_dir: Path, base_model: dict, adapter: bool, routing: dict | None = None) -> None:
+    """Say how to rebuild a run's final weights: its base model config, whether they are an adapter, and the routing
+    they were trained with where it is not V3's top-k (`routing`, workbench.moe.top_p)."""
+    info = {"base_model": base_model, "adapter": adapter, **({"routing": routing} if routing else {})}
+    (final_dir / FINAL_MODEL_INFO).write_text(json.dumps(info, indent=2))
+
+
+def final_routing(path: Path) -> dict | None:
+    """The routing a run's final weights were trained with (None: V3's top-k), from its workbench_model.json."""
+    from workbench.files import read_text
+
+    return json.loads(read_text(path / FINAL_MODEL_INFO)).get("routing")
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,7 @@ class ResolvedModel:
     key: str = "model"  # the recipe section, for errors
     weights_dir: str | None = None  # the local folder of the full weights (None: a hub id not downloaded yet)
     tokenizer_dir: str | None = None  # the local folder holding the tokenizer, where there is one
+    routing: dict | None = None  # the outermost run's routing (workbench.moe.top_p); None: V3's top-k
 
     @property
     def label(self) -> str:
@@ -233,10 +243,12 @@ def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
     from workbench.recipe.schema import ModelConfig
 
     base_cfg, adapter = final_info(path)
+    routing = final_routing(path)
     if not adapter:
         return ResolvedModel(cfg=ModelConfig(name=str(path)), weights=str(path), weights_cfg=base_cfg, key=key,
                              bias_dirs=(str(path),), config=read_config(str(path), base_cfg), tokenizer_source=str(path),
-                             weights_dir=str(path), tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
+                             routing=routing, weights_dir=str(path),
+                             tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
     if base_cfg.from_run:
         from workbench.track.lineage import run_output
 
@@ -244,13 +256,14 @@ def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
     else:
         base = resolve_model(base_cfg, key=key)
     return replace(base, cfg=ModelConfig(name=str(path)), adapters=base.adapters + (str(path),),
-                   bias_dirs=base.bias_dirs + (str(path),), tokenizer_source=str(path),
+                   bias_dirs=base.bias_dirs + (str(path),), tokenizer_source=str(path), routing=routing,
                    tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
 
 
 def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: bool = True, merge: bool = True):
     """(model, tokenizer or None) exactly as resolved: the full weights, then each adapter in order with the router
-    biases saved beside it; adapters merged (all but the last one with `merge=False`: the model as trained)."""
+    biases saved beside it; adapters merged (all but the last one with `merge=False`: the model as trained); routed
+    the way the resolved run was trained (`resolved.routing`: top-p, workbench.moe.top_p)."""
     from workbench.model.lora import load_adapter
     from workbench.moe.bias import load_router_bias
 
@@ -264,6 +277,10 @@ def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: boo
         load_router_bias(model, Path(adapter))
         if merge or i < len(resolved.adapters) - 1:
             model = model.merge_and_unload()
+    if resolved.routing:
+        from workbench.moe.top_p import apply_routing
+
+        apply_routing(model, resolved.routing)
     return model, (load_tokenizer(resolved) if tokenizer else None)
 
 

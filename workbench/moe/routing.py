@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from workbench.moe.sparsity import GATE_FIGURES, gate_figures, sparsity_penalty
+
 
 def find_routers(model) -> list[tuple[int, torch.nn.Module]]:
     """(layer index, router) for each MoE layer, found by structure so any wrapper (PEFT, DeepSpeed) works."""
@@ -141,34 +143,36 @@ class ForwardTokens:
 
 
 class Bucket:
-    """Real-token counts, summed gate weights and summed router entropy per MoE layer since the last `take()`."""
+    """Real-token counts, summed gate weights, summed router entropy and the summed gate figures of
+    `workbench.moe.sparsity` (GATE_FIGURES x layers) per MoE layer since the last `take()`."""
 
     def __init__(self, n_layers: int, n_experts: int, device):
         self.loads = torch.zeros(n_layers, n_experts, dtype=torch.float64, device=device)
         self.gate_sums = torch.zeros(n_layers, n_experts, dtype=torch.float64, device=device)
         self.entropy_sum = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self.figure_sums = torch.zeros(len(GATE_FIGURES), n_layers, dtype=torch.float64, device=device)
         self.tokens = torch.zeros(n_layers, dtype=torch.float64, device=device)
 
     def to(self, device) -> None:
-        for name in ("loads", "gate_sums", "entropy_sum", "tokens"):
+        for name in ("loads", "gate_sums", "entropy_sum", "figure_sums", "tokens"):
             setattr(self, name, getattr(self, name).to(device))
 
-    def add(self, index, router_logits, topk_weights, topk_indices, entropy: bool, real=None):
-        """Count a router call; `real` (tokens,) bool leaves out padding. Weights, not selection, so no host sync."""
-        flat = topk_indices.reshape(-1)  # (tokens * K,)
-        if real is None:
-            self.loads[index].index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
-            self.gate_sums[index].index_add_(0, flat, topk_weights.reshape(-1).double())
-            self.tokens[index] += topk_indices.shape[0]
-        else:
-            chosen_real = real[:, None].expand_as(topk_indices)  # (tokens, K)
-            self.loads[index].index_add_(0, flat, chosen_real.reshape(-1).double())
-            gates = torch.where(chosen_real, topk_weights, 0.0)
-            self.gate_sums[index].index_add_(0, flat, gates.reshape(-1).double())
-            self.tokens[index] += real.sum()
+    def add(self, index, router_logits, topk_weights, topk_indices, entropy: bool, real=None, threshold: float = 0.1):
+        """Count a router call; `real` (tokens,) bool leaves out padding. Weights, not selection, so no host sync.
+        Slots holding the index n_experts (top-p routing's unused slots) count nowhere."""
+        n_experts = self.loads.shape[1]
+        valid = topk_indices < n_experts  # (tokens, K)
+        chosen = valid if real is None else valid & real[:, None]
+        flat = torch.where(valid, topk_indices, 0).reshape(-1)  # (tokens * K,)
+        self.loads[index].index_add_(0, flat, chosen.reshape(-1).double())
+        gates = torch.where(chosen, topk_weights, 0.0)
+        self.gate_sums[index].index_add_(0, flat, gates.reshape(-1).double())
+        self.tokens[index] += topk_indices.shape[0] if real is None else real.sum()
         if entropy:
             per_token = affinity_entropy(router_logits)  # (tokens,)
             self.entropy_sum[index] += (per_token if real is None else torch.where(real, per_token, 0.0)).sum().double()
+            figures = gate_figures(topk_weights, topk_indices, n_experts, threshold)  # (figures, tokens)
+            self.figure_sums[:, index] += (figures if real is None else torch.where(real, figures, 0.0)).sum(-1).double()
 
     @property
     def entropy(self) -> torch.Tensor:
@@ -177,7 +181,7 @@ class Bucket:
 
 
 class RoutingRecorder:
-    def __init__(self, model, seq_aux_alpha: float = 0.0, entropy: bool = True):
+    def __init__(self, model, seq_aux_alpha: float = 0.0, entropy: bool = True, gate_threshold: float = 0.1):
         self.routers = find_routers(model)
         if not self.routers:
             raise ValueError("no DeepSeek-V3 router found in the model")
@@ -188,6 +192,9 @@ class RoutingRecorder:
         self.train = self._new_bucket()  # training forwards: drives balancing and train telemetry
         self.eval = self._new_bucket()  # eval-mode forwards: eval-split routing, ESFT profiling
         self.seq_aux_terms: list[torch.Tensor] = []  # with grad, consumed by the loss
+        self.gate_threshold = gate_threshold  # effective experts: gate shares above it (workbench.moe.sparsity)
+        self.sparsity_weight, self.sparsity_target = 0.0, 0.0  # set by the MoE callback (a stage may change it)
+        self.sparsity_terms: list[torch.Tensor] = []  # per MoE layer, with grad, consumed by the loss
         self.forward_tokens = ForwardTokens()
         self.handles = []
         # an MTP layer (workbench.model.mtp) runs after the decoder stack's forward, on its own (shifted) batch
@@ -248,7 +255,10 @@ class RoutingRecorder:
             real = self.forward_tokens.real(tokens)  # (tokens,) bool, or None: all real
             with torch.no_grad():
                 (self.train if training else self.eval).add(index, router_logits, topk_weights, topk_indices,
-                                                            self.entropy, real)
+                                                            self.entropy, real, self.gate_threshold)
+            if training and self.sparsity_weight > 0:
+                self.sparsity_terms.append(sparsity_penalty(topk_weights, topk_indices, self.n_experts,
+                                                            self.sparsity_target, real))
             if training and self.seq_aux_alpha > 0:
                 batch = args[0].shape[0] if args[0].dim() == 3 else 1  # the MoE block's (batch, seq, hidden)
                 ids = self.forward_tokens.sequence_ids(tokens, batch, router_logits.device)  # (tokens,)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from workbench.moe.targets import known_targets
+from workbench.recipe.moe_rules import moe_routing_problem
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
@@ -180,6 +181,13 @@ class MoeConfig(Section):
     esft_top_p: Annotated[Number, Field(gt=0, le=1)] = 0.2  # ESFT: per layer, the fewest experts reaching this share
     esft_profile_rows: PosInt = 128  # ESFT: training rows used to profile the base model's routing
     routing_replay: Literal["none", "rollout"] = "none"  # grpo: route the update's forwards to the rollout's experts
+    routing: Literal["top_k", "top_p"] = "top_k"  # top_p: each token takes the fewest experts reaching top_p (moe/top_p.py)
+    top_p: Annotated[Number, Field(gt=0, le=1)] = 0.5  # top_p: the share of normalised score a token's experts reach
+    min_experts: PosInt = 1  # top_p: fewest experts per token
+    max_experts: PosInt | None = None  # top_p: most experts per token; null: all its group limit allows
+    sparsity: NonNegFloat = 0.0  # weight of the gate-entropy penalty (moe/sparsity.py); 0: off
+    sparsity_target: NonNegFloat = 0.0  # nats: tokens whose gate-share entropy is at or below it are not pushed
+    gate_threshold: Annotated[Number, Field(gt=0, lt=1)] = 0.1  # effective experts: gate shares above it
 
 
 GROUPS = ("all", "attention", "router", "shared_experts", "routed_experts", "dense_mlp", "embeddings", "lm_head", "norms")
@@ -191,6 +199,7 @@ class StageConfig(Section):
     train: Annotated[tuple[Literal[GROUPS], ...], BeforeValidator(_listed), Field(min_length=1)]
     lr_scale: PosFloat = 1.0
     balance: Literal["none", "aux_free", "seq_aux"] | None = None  # None: moe.balance
+    sparsity: NonNegFloat | None = None  # None: moe.sparsity
 
 
 class TrainConfig(Section):
@@ -200,6 +209,7 @@ class TrainConfig(Section):
     grad_accum: PosInt = 1
     lr: PosFloat = 2e-4
     lr_scheduler: Literal[SCHEDULERS] = "cosine"
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the hidden matrices (per expert), AdamW for the rest
     warmup_ratio: Share = 0.0  # share of steps spent warming up the learning rate
     weight_decay: NonNegFloat = 0.0
     max_grad_norm: NonNegFloat = 1.0  # 0: no clipping
@@ -381,6 +391,8 @@ def _mtp(r: Recipe):
 
 
 CROSS_FIELD_RULES = (
+    lambda r: r.train.optimizer == "muon" and r.model.quantize != "none" and "train.optimizer: muon is not supported "
+    f"with model.quantize: {r.model.quantize} (QLoRA's bitsandbytes path is untested with Muon); use adamw or none",
     _grpo,
     _mtp,
     _loss_type,
@@ -388,6 +400,7 @@ CROSS_FIELD_RULES = (
     _stages,
     _deepspeed,
     _esft,
+    moe_routing_problem,
     lambda r: r.peft.type == "lora" and not r.peft.target_modules and "peft.target_modules: LoRA needs at least one target",
     lambda r: r.method.reference == "model" and r.method.name not in ("dpo", "kto")
     and "method.reference: only dpo and kto use a reference model",

@@ -21,6 +21,7 @@ from workbench.paths import project_root, recipes_dir
 
 SHIPPED = ("zero2", "zero3", "zero3_offload")
 ADAM_BETAS, ADAM_EPS = [0.9, 0.999], 1e-8  # transformers' TrainingArguments defaults
+MUON_MOMENTUM, MUON_NS = 0.95, "standard"  # as workbench.train.optim's torch Muon: momentum, the plain Newton-Schulz
 
 
 def config_path(name: str) -> Path:
@@ -87,6 +88,8 @@ def expected_values(recipe, world: int) -> dict[str, object]:
         "optimizer.params.weight_decay": (train.weight_decay, "train.weight_decay"),
         "optimizer.params.betas": (ADAM_BETAS, "(AdamW default)"),
         "optimizer.params.eps": (ADAM_EPS, "(AdamW default)"),
+        **({"optimizer.type": ("Muon", "train.optimizer"), "optimizer.params.momentum": (MUON_MOMENTUM, "(Muon default)"),
+            "optimizer.params.ns_method": (MUON_NS, "(torch's Newton-Schulz)")} if train.optimizer == "muon" else {}),
     }
 
 
@@ -129,6 +132,8 @@ def _same(have, want) -> bool:
     try:
         if isinstance(want, list):
             return [float(x) for x in have] == [float(x) for x in want]
+        if isinstance(want, str):
+            return str(have).lower() == want.lower()
         return have == want if isinstance(want, bool) else float(have) == float(want)
     except (TypeError, ValueError):  # "eight", [1, 2] where a number belongs: it cannot agree
         return False
@@ -138,7 +143,9 @@ def recipe_problem(recipe) -> str | None:
     """What the recipe's DeepSpeed set-up cannot do, as `dotted.key: why`, or None (a recipe validator)."""
     try:
         config = load_config(recipe.train.deepspeed)
-        check_consistency(recipe, config, world_size(), label=None)
+        if recipe.train.optimizer == "muon" and (problem := muon_problem(recipe, config)):
+            return problem
+        check_consistency(recipe, _optimizer_section(recipe, config), world_size(), label=None)
     except WorkbenchError as exc:
         return str(exc)
     if recipe.train.expert_parallel > 1:
@@ -162,6 +169,46 @@ def recipe_problem(recipe) -> str | None:
         return ("method.beta: a full fine-tune's KL reference is a frozen copy, which is not partitioned under ZeRO-3; "
                 "use LoRA (the adapter-disabled model is the reference), method.beta: 0, or zero2")
     return None
+
+
+def muon_problem(recipe, config: dict) -> str | None:
+    """What DeepSpeed's own Muon (`train.optimizer: muon`, the optimizer section of type Muon) cannot run here."""
+    name, stage = recipe.train.deepspeed, zero_stage(config)
+    if recipe.train.expert_parallel > 1:
+        return (f"train.optimizer: muon is not supported with train.expert_parallel: {recipe.train.expert_parallel} "
+                "(AutoEP replaces the routed experts with its own grouped weights, unchecked against Muon's per-expert "
+                "split); use adamw or train.expert_parallel: 1")
+    if stage != 2:
+        return (f"train.optimizer: muon runs under DeepSpeed with ZeRO stage 2 only (its Muon, tried here); {name} is "
+                f"stage {stage}: use train.deepspeed: zero2, or adamw")
+    if any(offloads(config)):
+        return f"train.optimizer: muon under DeepSpeed without optimizer or parameter offload only (untested); {name} offloads"
+    section = config.get("optimizer")
+    if section is not None and name not in SHIPPED and str(section.get("type", "")).lower() != "muon":
+        return (f"train.optimizer: muon, but {config_path(name).name} has its own optimizer section of type "
+                f"{section.get('type')}: set its type to Muon or remove the section (the workbench writes it)")
+    foreign = [k for k in ("muon_lr", "adam_lr", "per_head_muon") if k in (section or {}).get("params", {})]
+    if foreign:
+        return (f"train.deepspeed: remove optimizer.params.{foreign[0]}: with train.optimizer: muon, train.lr serves "
+                "both halves (Moonlight's RMS matching) and each matrix is orthogonalised whole")
+    if recipe.train.max_grad_norm > 0:
+        return ("train.max_grad_norm: DeepSpeed's Muon clips the orthogonalised updates, not the gradients (their norm "
+                "grows with every matrix's size), so clipping would shrink each Muon step: set it to 0 with "
+                "train.optimizer: muon under DeepSpeed")
+    stacked = [t for t in recipe.peft.target_modules if t in ("routed_experts", "all", "all-linear")]
+    if recipe.peft.type == "lora" and stacked:
+        return (f"peft.target_modules: '{stacked[0]}' stacks the routed experts' LoRA matrices, which DeepSpeed's Muon "
+                "would orthogonalise together, not per expert: drop routed experts from the targets, or train.deepspeed")
+    return None
+
+
+def _optimizer_section(recipe, config: dict) -> dict:
+    """`train.optimizer: muon`: DeepSpeed's own Muon (a shipped config's AdamW section is the workbench's to replace; a
+    user's section is kept when it is Muon, see muon_problem)."""
+    if recipe.train.optimizer == "muon":
+        section = config.get("optimizer") if recipe.train.deepspeed not in SHIPPED else None
+        config = {**config, "optimizer": {"type": "Muon", "params": dict((section or {}).get("params", {}))}}
+    return config
 
 
 def expert_parallel_problem(recipe, stage: int) -> str | None:
@@ -223,10 +270,10 @@ def resolved_config(recipe, hidden_size: int | None = None, world: int | None = 
     same config can partition a model at load time (ZeRO-3 `zero.Init`) before the trainer exists.
     """
     world = world_size() if world is None else world
-    config = load_config(recipe.train.deepspeed)
+    config = _optimizer_section(recipe, load_config(recipe.train.deepspeed))
     check_consistency(recipe, config, world, recipe.path)
     for key, (value, _) in expected_values(recipe, world).items():
-        if key.startswith("optimizer.") and "optimizer" not in config:
+        if key.startswith("optimizer.") and "optimizer" not in config:  # the Trainer's own AdamW
             continue
         if _get(config, key) in (None, "auto"):
             _set(config, key, value)

@@ -100,14 +100,21 @@ def _record_plan(plan, track, dist) -> None:
 
 
 def _load_student(plan):
+    from dataclasses import replace
+
     from workbench.model.load import load_resolved
+    from workbench.moe.top_p import describe, routing_spec
 
     recipe = plan.recipe
     # a full fine-tune from a LoRA run keeps that run's MTP layer (its adapters merged) in memory, frozen: on disk it
     # exists only as base + adapter, so it could not be copied over afterwards
     keep_merged_mtp = not recipe.mtp.enabled and recipe.peft.type == "none" and plan.model.is_adapter
-    model, tokenizer = load_resolved(plan.model, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
-                                                                or keep_merged_mtp))
+    # the recipe's moe.routing decides how the run routes, whatever its base run was trained with
+    resolved = replace(plan.model, routing=routing_spec(recipe.moe))
+    model, tokenizer = load_resolved(resolved, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
+                                                             or keep_merged_mtp))
+    if resolved.routing:
+        print(f"routing: {describe(resolved.routing)} in every MoE block (moe.routing)")
     if recipe.train.expert_parallel > 1 and plan.model.config is None:  # the plan could not read it: check it now
         from workbench.scale.expert_parallel import check_experts
 
@@ -256,7 +263,11 @@ def _assemble(plan, model, tokenizer, track, teacher=None):
         extra["rewards"] = (plan.rewards, plan.reward_weights)
     trainer = get_method(recipe.method.name).build_trainer(recipe, model, tokenizer, splits, str(output_dir),
                                                            callbacks, reference=reference, deepspeed=ds_config, **extra)
-    moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages])
+    from workbench.train.optim import use_optimizer
+
+    use_optimizer(trainer, recipe.train)  # train.optimizer: muon (the trainer builds it when training starts)
+    moe = plugin.attach(trainer, recipe.moe, track, output_dir, stage_balances=[s.balance for s in recipe.train.stages],
+                        stage_sparsity=[s.sparsity for s in recipe.train.stages])
     if recipe.train.expert_parallel > 1:  # AutoEP swaps the MoE blocks when the trainer starts DeepSpeed
         from workbench.scale.expert_parallel import ExpertParallelCallback, save_in_hf_layout
 

@@ -256,11 +256,17 @@ def _resolve_against(recipe, config, find_routers) -> dict:
                 "moe.train_router": not recipe.moe.train_router,
                 "moe.train_shared_experts": not recipe.moe.train_shared_experts,
                 "moe.train_routed_experts": not recipe.moe.train_routed_experts,
-                "train.stages": any(stage.balance not in (None, "none") for stage in recipe.train.stages)}
+                "train.stages": any(stage.balance not in (None, "none") or stage.sparsity
+                                    for stage in recipe.train.stages),
+                "moe.routing": recipe.moe.routing != "top_k", "moe.sparsity": recipe.moe.sparsity > 0}
     needs_routers = [key for key, used in moe_keys.items() if used]
     if needs_routers and not routers:
         raise WorkbenchError(f"{needs_routers[0]}: needs DeepSeek-V3 routers (sigmoid scores with a correction bias); "
                              f"this {config.model_type} model has none")
+    if recipe.moe.routing != "top_k":  # the blocks can be patched and the expert bounds fit (a one-line error if not)
+        from workbench.moe.top_p import apply_routing, routing_spec
+
+        apply_routing(model, routing_spec(recipe.moe))
     facts = {"model_type": config.model_type, "moe_layers_built": len(routers),
              "routed_experts": routers[0][1].e_score_correction_bias.numel() if routers else 0}
     if recipe.train.stages:

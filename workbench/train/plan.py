@@ -180,8 +180,17 @@ def describe_plan(plan: Plan) -> str:
                      + " (each tried on two placeholder completions)")
     if recipe.mtp.enabled:
         lines.append(f"  mtp trained beside the model (weight {recipe.mtp.weight:g}, init {recipe.mtp.init})")
+    if recipe.train.optimizer == "muon":  # workbench.train.optim
+        lines.append("  optimizer Muon for the hidden matrices (each routed expert's alone), AdamW for embeddings, LM head"
+                     f" and norms, both at lr {recipe.train.lr:g}" + (" (DeepSpeed's own Muon)" if plan.deepspeed else ""))
     if recipe.train.stages:
-        lines.append("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)})" for s in recipe.train.stages))
+        lines.append("  stages " + ", ".join(f"{s.name} ({s.share:g}: {', '.join(s.train)}"
+                                             + (f"; sparsity {s.sparsity:g}" if s.sparsity is not None else "") + ")"
+                                             for s in recipe.train.stages))
+    if recipe.moe.routing != "top_k":
+        from workbench.moe.top_p import describe, routing_spec
+
+        lines.append(f"  routing {describe(routing_spec(recipe.moe))} in every MoE block (training, eval and generate)")
     if plan.deepspeed is not None:
         ep = recipe.train.expert_parallel
         lines.append(f"  deepspeed ZeRO-{plan.zero_stage} ({recipe.train.deepspeed}), {plan.world_size} process(es) here"

@@ -57,7 +57,10 @@ class Run:
         self._save_final(final_dir)
         if main:
             self.trainer.processing_class.save_pretrained(str(final_dir))
-            write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none")
+            from workbench.moe.top_p import routing_spec
+
+            write_final_info(final_dir, self.base_model, adapter=self.recipe.peft.type != "none",
+                             routing=routing_spec(self.recipe.moe))
             from workbench.moe.bias import save_router_bias
             from workbench.moe.patch import save_expert_patch
 

@@ -16,7 +16,8 @@ it. At a boundary (before the stage's first step) the callback sets `requires_gr
 trains: a frozen parameter then gets no gradient, and AdamW skips a parameter without one (no update, no weight
 decay, its moment estimates untouched until it trains again). `lr_scale` multiplies the scheduler's learning
 rate for the stage; `balance` overrides `moe.balance` for it (e.g. no aux-free bias updates while routing is
-meant to stay fixed). The stage index is logged as `train/stage` at each boundary, and the boundaries as the
+meant to stay fixed); `sparsity` overrides `moe.sparsity`, the weight of the gate-entropy penalty
+(workbench.moe.sparsity), for it. The stage index is logged as `train/stage` at each boundary, and the boundaries as the
 `train.stages` tag.
 """
 
@@ -128,6 +129,8 @@ class StageCallback(TrainerCallback):
             self.moe.balance = stage.balance
         elif self.moe is not None:
             self.moe.balance = self.moe.cfg.balance
+        if self.moe is not None:
+            self.moe.sparsity = self.moe.cfg.sparsity if stage.sparsity is None else stage.sparsity
         self.current = index
         if state.is_world_process_zero:
             self.tracker.log_metrics({"train/stage": index}, step=state.global_step, raw=True)
@@ -135,4 +138,5 @@ class StageCallback(TrainerCallback):
             print(f"stage {index + 1}/{len(self.stages)} '{stage.name}' from step {state.global_step + 1}: "
                   f"trains {', '.join(sorted(on & {g for _, _, g in self.params}))} ({trained:,} parameters)"
                   + (f", lr x{stage.lr_scale:g}" if stage.lr_scale != 1.0 else "")
-                  + (f", balance {stage.balance}" if stage.balance else ""))
+                  + (f", balance {stage.balance}" if stage.balance else "")
+                  + (f", sparsity {stage.sparsity:g}" if stage.sparsity is not None else ""))

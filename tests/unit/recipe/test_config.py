@@ -142,7 +142,7 @@ def test_text_keys_keep_the_text_as_written(tmp_path, key, value):
         ("{}\n", ["train.stages=[{name: a, share: 1, train: []}]"], "train.stages[0].train: must not be empty"),
         ("{}\n", ["train.stages=[{name: a, share: 0, train: all}]"], "train.stages[0].share: must be > 0, got 0"),
         ("{}\n", ["train.stages=[{name: a, share: 1, train: all, lr: 2}]"],
-         "train.stages[0].lr: unknown key (known: name, share, train, lr_scale, balance)"),
+         "train.stages[0].lr: unknown key (known: name, share, train, lr_scale, balance, sparsity)"),
         ("{}\n", ["train.stages=[{share: 1, train: all}]"], "train.stages[0].name: missing (it is required)"),
         ("{}\n", ["train.stages=[{name: a, share: 0.5, train: all}, {name: a, share: 0.5, train: all}]"],
          "train.stages: stage names must differ ('a' twice)"),
