@@ -307,6 +307,11 @@ def cmd_chat(args) -> int:
     from workbench.model.generate import chat
 
     sampling, target = _talk_setup(args)
+    import signal
+
+    # Ctrl-C stops an answer even where whatever started this process ignores SIGINT (a shell's background job
+    # passes SIG_IGN on, and Python then installs no handler): the chat's own promise, so it takes SIGINT back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return chat(target, sampling)  # Ctrl-C stops an answer; Ctrl-D or /exit leaves (exit 0)
 
 
