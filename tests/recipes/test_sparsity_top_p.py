@@ -50,3 +50,24 @@ def test_a_top_p_run_routes_top_p_when_trained_reloaded_and_exported(train, caps
     result = export(str(final), out=str(run.output_dir / "export"))
     assert result.max_abs_diff <= 1e-4 and result.facts["routing_agreement"] == 1.0
     assert "warning: export: the run routes top-p 0.7 (1 to 3 experts per token)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recipe,overrides", [
+    ("legal-staged", [f"train.max_steps={STEPS}"]),  # its sparsity phase: steps 7-8
+    ("legal", ["moe.balance=seq_aux", "train.max_steps=3"]),
+], ids=["sparsity", "seq_aux"])
+def test_loss_terms_added_from_the_routers_train_under_gradient_checkpointing(train, recipe, overrides):
+    """The sparsity penalty and V3's sequence-wise loss are computed from the routers' outputs after the forward:
+    inside a checkpointed layer they saved tensors its recompute did not, and the backward stopped with torch's
+    CheckpointError (found by the GPU proof's dry run, which trains with checkpointing on). With checkpointing on,
+    every step's loss equals the run without it."""
+    common = [*overrides, "train.logging_steps=1", "train.eval_steps=100"]
+    losses = []
+    for checkpointing in ("true", "false"):
+        run, client = train(recipe, [*common, f"train.gradient_checkpointing={checkpointing}"], out=f"gc-{checkpointing}")
+        losses.append(_history(client, run.tracker.run_id, "train/loss"))
+        extra = "moe/sparsity_loss" if recipe == "legal-staged" else "moe/seq_aux_loss"
+        assert _history(client, run.tracker.run_id, extra), extra  # the term was added
+    assert sorted(losses[0]) == sorted(losses[1]) and len(losses[0]) >= 3
+    for step in losses[0]:
+        assert losses[0][step] == pytest.approx(losses[1][step], rel=1e-5), step

@@ -61,7 +61,7 @@ def _with_sparsity(compute_loss, recorder: RoutingRecorder, callback):
     def wrapped(model, inputs, return_outputs=False, **kwargs):
         recorder.sparsity_terms.clear()
         result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        terms, recorder.sparsity_terms = recorder.sparsity_terms, []
+        terms = recorder.sparsity_losses()
         if not terms:
             return result
         penalty = recorder.sparsity_weight * torch.stack(terms).sum()
@@ -78,11 +78,10 @@ def _with_seq_aux(compute_loss, recorder: RoutingRecorder, alpha: float, callbac
     def wrapped(model, inputs, return_outputs=False, **kwargs):
         recorder.seq_aux_terms.clear()
         result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        if not recorder.seq_aux_terms or callback.balance != "seq_aux":  # a stage may switch it off
-            recorder.seq_aux_terms.clear()
+        terms = recorder.seq_aux_losses()
+        if not terms or callback.balance != "seq_aux":  # a stage may switch it off
             return result
-        aux = alpha * torch.stack(recorder.seq_aux_terms).sum()  # summed over MoE layers
-        recorder.seq_aux_terms.clear()
+        aux = alpha * torch.stack(terms).sum()  # summed over MoE layers
         callback.seq_aux_values.append(aux.detach().float().item())
         if return_outputs:
             loss, outputs = result

@@ -256,14 +256,26 @@ class RoutingRecorder:
             with torch.no_grad():
                 (self.train if training else self.eval).add(index, router_logits, topk_weights, topk_indices,
                                                             self.entropy, real, self.gate_threshold)
+            # the loss terms keep their inputs only and are computed after the forward (sparsity_losses,
+            # seq_aux_losses): computed here, inside a gradient-checkpointed layer, they would save tensors that the
+            # layer's recompute (which returns above) does not, and torch's checkpoint refuses the backward
             if training and self.sparsity_weight > 0:
-                self.sparsity_terms.append(sparsity_penalty(topk_weights, topk_indices, self.n_experts,
-                                                            self.sparsity_target, real))
+                self.sparsity_terms.append((topk_weights, topk_indices, self.sparsity_target, real))
             if training and self.seq_aux_alpha > 0:
                 batch = args[0].shape[0] if args[0].dim() == 3 else 1  # the MoE block's (batch, seq, hidden)
                 ids = self.forward_tokens.sequence_ids(tokens, batch, router_logits.device)  # (tokens,)
-                self.seq_aux_terms.append(sequence_balance_loss(router_logits, topk_indices, ids, module.top_k))
+                self.seq_aux_terms.append((router_logits, topk_indices, ids, module.top_k))
         return hook
+
+    def sparsity_losses(self) -> list[torch.Tensor]:
+        """The gate-entropy penalty of each MoE layer of the forwards since the last call (with grad)."""
+        terms, self.sparsity_terms = self.sparsity_terms, []
+        return [sparsity_penalty(w, i, self.n_experts, target, real) for w, i, target, real in terms]
+
+    def seq_aux_losses(self) -> list[torch.Tensor]:
+        """V3's sequence-wise balance loss of each MoE layer of the forwards since the last call (with grad)."""
+        terms, self.seq_aux_terms = self.seq_aux_terms, []
+        return [sequence_balance_loss(logits, indices, ids, k) for logits, indices, ids, k in terms]
 
     def take(self, which: str = "train") -> Bucket:
         """The bucket's figures so far; the recorder starts a fresh one."""

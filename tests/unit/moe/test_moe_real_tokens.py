@@ -91,7 +91,7 @@ def _train_forwards(model, recorder, forwards) -> torch.Tensor:
     for inputs in forwards:
         recorder.seq_aux_terms.clear()
         model(**inputs)
-        losses.append(torch.stack(recorder.seq_aux_terms).detach())
+        losses.append(torch.stack(recorder.seq_aux_losses()).detach())
     recorder.seq_aux_terms.clear()
     weights = torch.tensor([inputs["input_ids"].shape[0] for inputs in forwards], dtype=torch.float32)
     return (torch.stack(losses) * weights[:, None]).sum(0) / weights.sum()  # mean over all sequences
