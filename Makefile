@@ -8,6 +8,8 @@
 #   make bench [BENCH_ARGS="--steps 40 --repeats 5"] [GRPO_BENCH_ARGS="--steps 12 --repeats 3"]
 #   make schedule SUITE=legal [INTERVAL=600 | CRON="*/30 * * * *" | ONCE=1] [LIMIT=8]   (evaluate finished runs lacking SUITE)
 #   make test  |  make test-fast   (the whole suite, as CI runs it  |  unit tests only)
+#   make gpu-wheels PYTHON_VERSION=3.12   (where PyPI is reachable: the wheels a GPU node installs, into wheels/py3.12/)
+#   make gpu-proof [GPU_PYTHON=python3] [DRY=1 [ZERO=1]]   (on the GPU node, from those wheels, no network; DRY=1: CPU dry run)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -29,6 +31,16 @@ NODES ?= 1
 HOSTFILE ?=
 GPU_MEMORY ?= 80
 HOST_MEMORY ?= 1024
+# The GPU proof (benchmarks/gpu_proof.py): the node's Python with its CUDA torch, the carried wheels, the report folder.
+# DRY=1 runs it here on the CPU: this machine's Python, the groups a clean environment needs, its own folder.
+DRY ?=
+ZERO ?=
+comma := ,
+GPU_PYTHON ?= $(if $(DRY),$(PYTHON),python3)
+PYTHON_VERSION ?= $(shell $(GPU_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+GPU_WHEELS ?= wheels/py$(PYTHON_VERSION)
+GPU_WHEEL_GROUPS ?= stack$(comma)columnar$(comma)$(if $(DRY),node,bitsandbytes)
+GPU_PROOF ?= gpu-proof$(if $(DRY),-dry)
 # Every rank of one job writes to the same run folder, so the launcher names it once.
 RUN_NAME := $(shell date +%Y%m%d-%H%M%S)
 MULTI_NODE := $(filter-out 1,$(NODES))
@@ -40,7 +52,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/workbench/torch_extensions
 
-.PHONY: setup finetune validate estimate eval dashboard mlflow bench schedule test test-fast clean
+.PHONY: setup finetune validate estimate eval dashboard mlflow bench schedule test test-fast clean gpu-wheels gpu-proof
 
 setup: $(STAMP)
 
@@ -94,6 +106,16 @@ test: $(STAMP)
 # The edit loop: unit tests only (a few minutes).
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist loadfile -m "not serial" tests/unit
+
+# Downloads gpu_wheels.txt's sections for PYTHON_VERSION (manylinux x86_64) into $(GPU_WHEELS)/<section>/.
+gpu-wheels: $(STAMP)
+	$(PY) benchmarks/gpu_proof.py wheels --python-version $(PYTHON_VERSION) --out $(GPU_WHEELS) --groups $(GPU_WHEEL_GROUPS)
+
+# On the GPU node nothing comes from the network (no $(STAMP): `pip install --no-index` from $(GPU_WHEELS) only);
+# DRY=1 first downloads this machine's wheels, then does the same from them.
+gpu-proof: $(if $(DRY),gpu-wheels)
+	$(GPU_PYTHON) benchmarks/gpu_proof.py setup --wheels $(GPU_WHEELS) --venv $(GPU_PROOF)/venv $(if $(DRY),--dry)
+	$(GPU_PROOF)/venv/bin/python benchmarks/gpu_proof.py run --venv $(GPU_PROOF)/venv --out $(GPU_PROOF) $(if $(DRY),--dry) $(if $(ZERO),--zero)
 
 clean:
 	rm -rf runs .cache mlflow.db

@@ -1,10 +1,12 @@
-"""The model for `bench.py --gpu`: a ~1B-parameter DeepSeek-V3 layout (random init), built once and cached.
+"""The models for `bench.py --gpu` and `make gpu-proof`: DeepSeek-V3 layouts (random init), built once and cached.
 
-    .venv/bin/python benchmarks/gpu.py          # print the config's parameter counts (meta device: no GPU needed)
-    .venv/bin/python benchmarks/bench.py --gpu  # the benchmark on it (needs CUDA)
+    .venv/bin/python benchmarks/gpu.py          # print the configs' parameter counts (meta device: no GPU needed)
+    .venv/bin/python benchmarks/bench.py --gpu  # the benchmark on the ~1B model (needs CUDA)
+    make gpu-proof                              # benchmarks/gpu_proof.py: every method on the ~190M proof models
 
-UNTESTED on a GPU: only the parameter count below has been checked (on the meta device). The model uses the
-embedded tiny preset's tokenizer (vocab 8192), so the legal data tokenises exactly as in the CPU benchmark.
+UNTESTED on a GPU: only the parameter counts below have been checked (on the meta device), and the save path on
+the CPU (`save_random_model(..., device="cpu")`). The models use the embedded tiny preset's tokenizer (vocab
+8192), so the legal data tokenises exactly as in the CPU benchmark.
 """
 
 import sys
@@ -47,34 +49,69 @@ def deepseek_v3_1b():
     )
 
 
-def parameter_counts() -> dict:
-    """Total and active parameters of the config, counted on the meta device (no memory, no GPU)."""
+def deepseek_v3_proof():
+    """The proof's model (make gpu-proof): hidden 1024, 8 layers (1 dense), 16 routed experts top-4 in 4 groups
+    (top-2 groups), 1 shared, MLA; ~190M parameters: big enough to keep a GPU busy at batch 8 x 256 tokens, small
+    enough that eight methods, each saving its weights, fit the proof's few minutes."""
+    config = deepseek_v3_1b()
+    config.update(dict(hidden_size=1024, intermediate_size=2816, moe_intermediate_size=384, num_hidden_layers=8,
+                       num_attention_heads=16, num_key_value_heads=16, q_lora_rank=384, kv_lora_rank=256,
+                       n_routed_experts=16, num_experts_per_tok=4, n_group=4, topk_group=2))
+    return config
+
+
+def deepseek_v3_proof_mtp():
+    """The proof's model with one multi-token-prediction layer (DeepSeek's layout), for MTP training and drafts."""
+    config = deepseek_v3_proof()
+    config.num_mtp_layers = 1
+    return config
+
+
+def deepseek_v3_proof_student():
+    """The proof's distillation student: the same width and vocabulary, 4 layers, 8 routed experts (top-2 of 4)."""
+    config = deepseek_v3_proof()
+    config.update(dict(num_hidden_layers=4, n_routed_experts=8, num_experts_per_tok=2, n_group=4, topk_group=2))
+    return config
+
+
+CONFIGS = {"deepseek_v3_1b": deepseek_v3_1b, "deepseek_v3_proof": deepseek_v3_proof,
+           "deepseek_v3_proof_mtp": deepseek_v3_proof_mtp, "deepseek_v3_proof_student": deepseek_v3_proof_student}
+
+
+def parameter_counts(config=None) -> dict:
+    """Total and active parameters of a config (default: the ~1B one), counted on the meta device (no memory)."""
     import torch
     from transformers import DeepseekV3ForCausalLM
 
     from benchmarks.workloads import active_params
 
     with torch.device("meta"):
-        model = DeepseekV3ForCausalLM(deepseek_v3_1b())
+        model = DeepseekV3ForCausalLM(config or deepseek_v3_1b())
     return {"total": sum(p.numel() for p in model.parameters()), "active": active_params(model)}
 
 
-def gpu_model_dir() -> str:
-    """Save the random-init bf16 model plus the tiny preset's tokenizer under the cache dir once; return the dir."""
+def save_random_model(config, target, device: str = "cuda", dtype: str = "bfloat16") -> str:
+    """Save a random-init model of `config` (seed 0) plus the tiny preset's tokenizer at `target` once; return it.
+    Written to a `.partial` folder first, so an interrupted save is never taken for a model."""
     import os
+    from pathlib import Path
 
     import torch
     from transformers import AutoTokenizer, DeepseekV3ForCausalLM
 
     from workbench.model.presets import preset_dir
-    from workbench.paths import cache_dir
 
-    target = cache_dir() / "models" / "bench-deepseek-v3-1b-seed0"
+    target = Path(target)
     if (target / "config.json").is_file():
         return str(target)
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = DeepseekV3ForCausalLM(deepseek_v3_1b()).to(torch.bfloat16)
+    with torch.device(device):
+        model = DeepseekV3ForCausalLM(config)
+        if config.num_mtp_layers:  # saved at model.layers.<N> like DeepSeek's checkpoints, as the MTP preset does
+            from workbench.model.mtp import attach
+
+            attach(model, None, init="random")
+    model = model.to(getattr(torch, dtype))
     partial = target.with_name(target.name + ".partial")
     model.save_pretrained(partial)
     AutoTokenizer.from_pretrained(preset_dir("deepseek-v3-tiny", 0)).save_pretrained(partial)
@@ -82,7 +119,15 @@ def gpu_model_dir() -> str:
     return str(target)
 
 
+def gpu_model_dir() -> str:
+    """Save the random-init bf16 ~1B model plus the tiny preset's tokenizer under the cache dir once; return the dir."""
+    from workbench.paths import cache_dir
+
+    return save_random_model(deepseek_v3_1b(), cache_dir() / "models" / "bench-deepseek-v3-1b-seed0")
+
+
 if __name__ == "__main__":
-    counts = parameter_counts()
-    print(f"deepseek_v3_1b: {counts['total'] / 1e9:.2f}B parameters, {counts['active'] / 1e6:.0f}M active per token "
-          "(embedding excluded)")
+    for name, build in CONFIGS.items():
+        counts = parameter_counts(build())
+        print(f"{name}: {counts['total'] / 1e6:,.0f}M parameters, {counts['active'] / 1e6:.0f}M active per token "
+              "(embedding excluded)")
