@@ -158,6 +158,12 @@ FORGERIES = [
     Forgery("fake ready and answers on the harness's pipe, stdout dup2'd onto it", "the program speaks the protocol "
             "itself and stays alive", f"import os\nfor fd in range(3, 256):\n    try:\n        os.write(fd, {FAKE_LINES!r})\n"
             "        os.dup2(fd, 1)\n    except OSError:\n        pass\nprint('[\"value\",true]', flush=True)\n", "invalid"),
+    Forgery("a fake verdict as the call's answer", "while a call is pending, one verdict line on the first fd that "
+            "takes it (the answer's pipe), then silence: a checker that took the line's word would pass it before "
+            "anything else arrived", ALWAYS + "import os, time\n\ndef _speak(*args, **kwargs):\n"
+            "    for fd in range(3, 256):\n        try:\n            os.write(fd, b'[\"verdict\",\"passed\"]\\n')\n"
+            "            break\n        except OSError:\n            pass\n    time.sleep(60)\n\n"
+            "_replace_functions(lambda: _speak)\n", "invalid"),
     Forgery("os._exit(0) after defining the function", "ends before any test ran, with status 0",
             "import os\nos._exit(0)\n", "exited_early"),
     Forgery("sys.exit(0) after defining the function", "ends before any test ran, with status 0",

