@@ -16,9 +16,9 @@ model under DeepSpeed AutoEP (expert parallelism EP, ZeRO-2, gloo) against trans
 Exits non-zero with the reason on the first failure.
 """
 
-import copy
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -99,7 +99,10 @@ def main() -> None:
     import deepspeed
 
     from workbench.recipe.schema import ModelConfig
+    from workbench.model.device import experts_implementation, torch_dtype
     from workbench.model.load import load_model
+    from workbench.model.shards import load_expert_share
+    from workbench.scale.expert_parallel import ep_rank
     from workbench.scale.expert_parallel import autoep_layers, hf_state_dict, restore_hf_layout
     from workbench.moe.plugin import _all_reduce
     from workbench.moe.routing import RoutingRecorder
@@ -107,8 +110,19 @@ def main() -> None:
     ep = int(sys.argv[1])
     deepspeed.init_distributed(dist_backend="gloo")
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    model, _ = load_model(ModelConfig())
-    reference = copy.deepcopy(model)
+    reference, _ = load_model(ModelConfig())
+    # the AutoEP model is loaded the way an expert-parallel run loads it: the dense weights and only this rank's
+    # routed experts, from the preset saved in several safetensors shards as a real checkpoint is
+    shards = Path.cwd() / "sharded"
+    if rank == 0:
+        reference.save_pretrained(shards, max_shard_size="300KB")
+    torch.distributed.barrier()
+    if len(list(shards.glob("model-*.safetensors"))) < 4:
+        fail(f"expected the checkpoint in several shards, found {sorted(p.name for p in shards.iterdir())}")
+    cfg = ModelConfig()
+    model = load_expert_share(shards, reference.config, torch_dtype(cfg.dtype), ep_rank(ep), ep,
+                              experts_implementation=experts_implementation(cfg.experts_implementation))
+    loaded_rows = model.expert_share[2:]
     block_class = type(model.model.layers[1].mlp)
     n_experts = model.config.n_routed_experts
 
@@ -130,6 +144,11 @@ def main() -> None:
         fail(f"AutoEP replaced {len(layers)} blocks")
     if any(layer.experts.w1.shape[0] != n_experts // ep for _, _, layer in layers):
         fail(f"expected {n_experts // ep} local experts per block")
+    first, end = loaded_rows
+    for index, name, layer in layers:  # AutoEP kept exactly the rows this rank read, checked against the full model
+        gate = reference.model.layers[index].mlp.experts.gate_up_proj[first:end, :layer.experts.w1.shape[1]]
+        if layer.ep_rank != ep_rank(ep) or not torch.equal(layer.experts.w1.detach(), gate.detach()):
+            fail(f"{name}: AutoEP rank {layer.ep_rank} kept experts other than the {first}..{end - 1} this rank loaded")
     if recorder.rebind(model) != len(layers):
         fail("the recorder did not move onto AutoEP's routers")
 

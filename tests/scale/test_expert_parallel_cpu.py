@@ -106,6 +106,7 @@ def test_lora_under_expert_parallelism_trains_like_one_process(tmp_path):
     run = _run(tmp_path, ep_id)
     assert run.data.tags["deepspeed"] == "zero2 x 2 processes"
     assert run.data.tags["expert_parallel"] == "2 (AutoEP: 4 of 8 routed experts per process)"
+    assert run.data.tags["expert_parallel.loading"] == "share: 4 of 8 experts per process"  # workbench.model.shards
     single_moe = _run(tmp_path, single_id).data.metrics["moe/mean/max_over_mean"]
     assert run.data.metrics["moe/mean/max_over_mean"] == pytest.approx(single_moe, rel=1e-6)  # loads of every rank
 
@@ -160,6 +161,9 @@ def test_full_esft_under_expert_parallelism_trains_only_the_selected_experts(tmp
     single_id = _finetune(tmp_path, "legal-esft", "single", ["train.batch_size=8"])
     ep_id = _finetune(tmp_path, "legal-esft", "ep", EP, ranks=2)
     _assert_same_losses(_losses(tmp_path, single_id), _losses(tmp_path, ep_id))
+    # ESFT profiles the routing with the whole model before DeepSpeed starts: every rank loads it all, and says so
+    assert _run(tmp_path, ep_id).data.tags["expert_parallel.loading"] == (
+        "whole: ESFT profiles the routing with the whole model before DeepSpeed starts")
     single = load_file(tmp_path / "single" / "final" / "expert_patch.safetensors")
     patch = load_file(tmp_path / "ep" / "final" / "expert_patch.safetensors")
     assert sorted(patch) == sorted(single) and patch

@@ -150,7 +150,7 @@ def model_states(n: int, t: int, largest: int, stage: int, offload_opt: bool, of
 
 
 def expert_parallel_states(counts: Counts, ep: int, n_experts: int, gpus_per_node: int, nodes: int,
-                           load_bytes: int = 2) -> tuple[dict, dict]:
+                           load_bytes: int = 2, whole: str | None = None) -> tuple[dict, dict]:
     """(per GPU, per host) bytes under ZeRO-2 with the routed experts split over `ep` GPUs (DeepSpeed AutoEP).
 
     Dense and shared weights are whole on every GPU; each holds ep-th of the routed experts. ZeRO-2 partitions
@@ -162,8 +162,13 @@ def expert_parallel_states(counts: Counts, ep: int, n_experts: int, gpus_per_nod
     gpu = {"weights (16-bit), dense + shared": 2 * dense,
            f"routed expert weights (16-bit), {n_experts // ep} of {n_experts} per layer": 2 * counts.routed / ep,
            "gradients + optimizer state, partition": 18 * counts.trainable / gpus}
-    # from_pretrained reads the whole checkpoint in every process; AutoEP keeps 1/ep of the experts afterwards
-    host = {"loading (each process reads the whole model)": load_bytes * counts.total * gpus_per_node}
+    # `whole` (why, from workbench.scale.expert_parallel.loads_whole): every process reads the whole checkpoint before
+    # AutoEP keeps 1/ep of the experts; else each reads the dense weights and its share (workbench.model.shards)
+    if whole:
+        host = {f"loading (each process reads the whole model: {whole})": load_bytes * counts.total * gpus_per_node}
+    else:
+        host = {f"loading (each process reads the dense weights and 1/{ep} of the routed experts)":
+                load_bytes * (dense + counts.routed / ep) * gpus_per_node}
     return gpu, host
 
 
@@ -234,7 +239,11 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
     if ep > 1:
         stage, offload_opt, offload_param = 2, False, False
         load_bytes = 4 if recipe.model.dtype == "float32" else 2  # "auto": the checkpoint's own, 16-bit for these models
-        gpu, host = expert_parallel_states(counts, ep, n_experts, gpus_per_node, nodes, load_bytes)
+        from workbench.scale.expert_parallel import loads_whole
+
+        whole = loads_whole(recipe) if recipe.train.expert_parallel == ep else loads_whole(
+            _with_ep(recipe, ep))
+        gpu, host = expert_parallel_states(counts, ep, n_experts, gpus_per_node, nodes, load_bytes, whole)
     else:
         gpu, host = model_states(counts.total, counts.trainable, counts.largest_layer, stage, offload_opt, offload_param,
                                  gpus_per_node, nodes)
@@ -269,6 +278,10 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         "why_not": _why_not(gpu, host, needed, host_needed, gpu_memory_gib, host_memory_gib),
         "on_gpu_here": uses_gpu(),
     }
+
+
+def _with_ep(recipe, ep: int):
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"expert_parallel": ep})})
 
 
 def _why_not(gpu: dict, host: dict, needed: float, host_needed: float, gpu_gib: float, host_gib: float) -> str | None:

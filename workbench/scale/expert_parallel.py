@@ -17,6 +17,12 @@ experts. `ExpertParallelCallback` keeps the workbench's MoE features on the swap
   experts gathered from its expert-parallel group one layer at a time, so the final save, the export reference,
   the expert patch and `workbench export` see a plain transformers model. A LoRA run with the experts frozen saves
   its adapter and router bias from the split model; nothing is gathered.
+
+Loading (`loads_whole`): each process reads the dense weights and only its own slice of the routed experts from the
+checkpoint's shards (`workbench.model.shards`), so the host's memory holds N processes x (dense + experts / N), not N
+whole models. A run whose start needs the whole model in every process says why in its header: a base that is a
+LoRA run (its adapter is merged over every weight) or ESFT (it profiles the routing with a forward pass before
+DeepSpeed starts). on_train_begin checks that DeepSpeed gave each process the experts it loaded.
 """
 
 import re
@@ -38,6 +44,25 @@ def check_experts(recipe, model_config) -> None:
         divisors = [d for d in range(2, experts + 1) if experts % d == 0]
         raise WorkbenchError(f"train.expert_parallel: {experts} routed experts per layer cannot be split evenly over "
                              f"{n} processes; use one of {', '.join(map(str, divisors))}")
+
+
+def loads_whole(recipe, base_is_adapter: bool = False) -> str | None:
+    """None where each process loads only its share of the routed experts; else why every process loads them all."""
+    if recipe.train.expert_parallel <= 1:
+        return "no expert parallelism"
+    if base_is_adapter:
+        return "the base is a LoRA run, whose adapter is merged over the whole model"
+    if recipe.moe.esft != "none":
+        return "ESFT profiles the routing with the whole model before DeepSpeed starts"
+    return None
+
+
+def ep_rank(ep_size: int) -> int:
+    """This process's place in its expert-parallel group: DeepSpeed groups consecutive ranks (0..N-1, N..2N-1, ...);
+    on_train_begin checks it against the rank AutoEP actually used."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) % ep_size
 
 
 def check_world(recipe) -> None:
@@ -242,6 +267,13 @@ class ExpertParallelCallback(TrainerCallback):
         if len(layers) != self.expected:  # AutoEP missed some blocks: their experts would be whole on every process
             raise WorkbenchError(f"train.expert_parallel: DeepSpeed AutoEP replaced {len(layers)} of the model's "
                                  f"{self.expected} MoE blocks")
+        share = getattr(model, "expert_share", None)  # (rank, size, first, end) where workbench.model.shards loaded
+        for _, name, layer in layers if share else ():
+            local = (layer.ep_rank, layer.ep_size)
+            if local != share[:2]:  # DeepSpeed would keep rows this process never read
+                raise WorkbenchError(f"train.expert_parallel: this process loaded routed experts {share[2]}..{share[3] - 1} "
+                                     f"(expert-parallel rank {share[0]} of {share[1]}) but DeepSpeed AutoEP made it "
+                                     f"rank {local[0]} of {local[1]} in {name}")
         if self.moe_callback is not None:
             self.moe_callback.recorder.rebind(model)
         if self.esft_selection:

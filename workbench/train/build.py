@@ -44,7 +44,7 @@ def build(plan, resume: bool = False) -> Run:
         track.log_start(recipe, plan.splits, output_dir)
         _record_plan(plan, track, dist)
         set_seed(recipe.train.seed)  # adapter weights and anything else drawn before the trainer seeds itself
-        model, tokenizer = _load_student(plan)
+        model, tokenizer = _load_student(plan, track)
         _attach_mtp(recipe, model, track)
         if keepalive is not None:
             _record_zero_init(model, track)
@@ -99,7 +99,7 @@ def _record_plan(plan, track, dist) -> None:
         track.mlflow.set_tag(f"off.{line.split(':')[0].replace(' ', '_')}", line)
 
 
-def _load_student(plan):
+def _load_student(plan, track):
     from dataclasses import replace
 
     from workbench.model.load import load_resolved
@@ -111,8 +111,11 @@ def _load_student(plan):
     keep_merged_mtp = not recipe.mtp.enabled and recipe.peft.type == "none" and plan.model.is_adapter
     # the recipe's moe.routing decides how the run routes, whatever its base run was trained with
     resolved = replace(plan.model, routing=routing_spec(recipe.moe))
-    model, tokenizer = load_resolved(resolved, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
-                                                             or keep_merged_mtp))
+    if recipe.train.expert_parallel > 1:
+        model, tokenizer = _load_expert_parallel(plan, resolved, track)
+    else:
+        model, tokenizer = load_resolved(resolved, with_mtp=bool(recipe.mtp.enabled and recipe.mtp.init != "last_layer"
+                                                                 or keep_merged_mtp))
     if resolved.routing:
         print(f"routing: {describe(resolved.routing)} in every MoE block (moe.routing)")
     if recipe.train.expert_parallel > 1 and plan.model.config is None:  # the plan could not read it: check it now
@@ -120,6 +123,43 @@ def _load_student(plan):
 
         check_experts(recipe, model.config)
     return model, tokenizer
+
+
+def _load_expert_parallel(plan, resolved, track):
+    """Under expert parallelism each process reads the dense weights and only its slice of the routed experts
+    (workbench.model.shards); where the run's start needs the whole model, every process loads it and says why."""
+    from workbench.model.load import load_resolved, load_tokenizer
+    from workbench.scale.expert_parallel import ep_rank, loads_whole
+
+    recipe, n = plan.recipe, plan.recipe.train.expert_parallel
+    why = loads_whole(recipe, base_is_adapter=resolved.is_adapter)
+    if why is None and resolved.weights_dir is None:
+        why = f"'{resolved.weights}' is not a local folder (shards are read from disk)"
+    if why is not None:
+        print(f"loading: every process reads the whole model ({why})")
+        track.mlflow.set_tag("expert_parallel.loading", f"whole: {why}")
+        return load_resolved(resolved, with_mtp=False)
+    from workbench.model.device import experts_implementation, torch_dtype
+    from workbench.model.shards import load_expert_share
+
+    cfg = resolved.weights_cfg
+    model = load_expert_share(resolved.weights_dir, resolved.config, torch_dtype(cfg.dtype), ep_rank(n), n,
+                              experts_implementation=experts_implementation(cfg.experts_implementation),
+                              attn_implementation=cfg.attn_implementation)
+    if resolved.bias_dirs and resolved.bias_dirs[0] == resolved.weights:  # a run's full weights: its biases first
+        from workbench.moe.bias import load_router_bias
+
+        load_router_bias(model, Path(resolved.bias_dirs[0]))
+    if resolved.routing:
+        from workbench.moe.top_p import apply_routing
+
+        apply_routing(model, resolved.routing)
+    rank, _, first, end = model.expert_share
+    print(f"loading: each process reads the dense weights and its {end - first} of {resolved.config.n_routed_experts} "
+          f"routed experts per layer from the checkpoint's shards (this one: experts {first}..{end - 1})")
+    track.mlflow.set_tag("expert_parallel.loading", f"share: {end - first} of {resolved.config.n_routed_experts} experts "
+                                              "per process")
+    return model, load_tokenizer(resolved)
 
 
 def _evidence_off(plan) -> tuple[str, ...]:

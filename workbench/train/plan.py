@@ -195,6 +195,12 @@ def describe_plan(plan: Plan) -> str:
         ep = recipe.train.expert_parallel
         lines.append(f"  deepspeed ZeRO-{plan.zero_stage} ({recipe.train.deepspeed}), {plan.world_size} process(es) here"
                      + (f", routed experts split over {ep} processes (AutoEP)" if ep > 1 else ""))
+        if ep > 1:
+            from workbench.scale.expert_parallel import loads_whole
+
+            why = loads_whole(recipe, base_is_adapter=plan.model.is_adapter)
+            lines.append("  loading " + (f"every process reads the whole model ({why})" if why else
+                                         f"each process reads the dense weights and 1/{ep} of the routed experts"))
     for path, (hits, rows) in plan.contamination.items():
         verdict = "held out" if not hits else "CONTAMINATED: the score partly measures recall of training text"
         lines.append(f"  eval data {path}: {hits} of {rows} rows share a 13-gram with {recipe.data.train} ({verdict})")

@@ -111,3 +111,29 @@ def test_a_run_without_lora_gets_whole_experts_back_even_when_they_are_frozen():
     adapted, _ = wrap(model, load_recipe("legal").peft)
     callback = ExpertParallelCallback(adapted)
     assert callback.saves_whole is False and callback.expected == 3  # the three MoE blocks, found under PEFT too
+
+
+def test_a_process_whose_autoep_rank_is_not_the_share_it_loaded_stops_in_one_line():
+    """workbench.model.shards filled this process's rows for EP rank 0; DeepSpeed slicing as rank 1 would keep rows
+    it never read. The callback compares the two when training starts."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from workbench.scale.expert_parallel import ExpertParallelCallback
+
+    def fake(rank):
+        model = torch.nn.Module()
+        model.model = torch.nn.Module()
+        model.model.layers = torch.nn.ModuleList([torch.nn.Module(), torch.nn.Module()])
+        block = model.model.layers[1].mlp = torch.nn.Module()
+        block._is_autoep_layer, block.ep_rank, block.ep_size = True, rank, 2
+        model.expert_share = (0, 2, 0, 4)  # (rank, size, first, end) as load_expert_share records it
+        return model
+
+    callback = SimpleNamespace(expected=1, moe_callback=None, esft_selection=None)
+    ExpertParallelCallback.on_train_begin(callback, None, None, None, model=fake(0))  # the same rank: goes on
+    with pytest.raises(WorkbenchError, match=r"^train.expert_parallel: this process loaded routed experts 0..3 "
+                                             r"\(expert-parallel rank 0 of 2\) but DeepSpeed AutoEP made it rank 1 "
+                                             r"of 2 in model.layers.1.mlp$"):
+        ExpertParallelCallback.on_train_begin(callback, None, None, None, model=fake(1))
