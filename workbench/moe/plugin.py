@@ -58,35 +58,33 @@ def attach(trainer, cfg, tracker, output_dir: Path, stage_balances: tuple = (), 
 
 def _with_sparsity(compute_loss, recorder: RoutingRecorder, callback):
     """Adds the sparsity weight x the gate-entropy penalty, summed over MoE layers, while the weight is > 0."""
-    def wrapped(model, inputs, return_outputs=False, **kwargs):
-        recorder.sparsity_terms.clear()
-        result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        terms = recorder.sparsity_losses()
-        if not terms:
-            return result
-        penalty = recorder.sparsity_weight * torch.stack(terms).sum()
-        callback.sparsity_values.append(penalty.detach().float().item())
-        if return_outputs:
-            loss, outputs = result
-            return loss + penalty.to(loss.dtype), outputs
-        return result + penalty.to(result.dtype)
-
-    return wrapped
+    return _with_term(compute_loss, recorder.sparsity_terms, recorder.sparsity_losses,
+                      lambda: recorder.sparsity_weight, callback.sparsity_values)
 
 
 def _with_seq_aux(compute_loss, recorder: RoutingRecorder, alpha: float, callback):
+    """Adds alpha x V3's sequence-wise balance loss, summed over MoE layers, while the balance is seq_aux (a stage
+    may switch it off)."""
+    return _with_term(compute_loss, recorder.seq_aux_terms, recorder.seq_aux_losses,
+                      lambda: alpha if callback.balance == "seq_aux" else 0.0, callback.seq_aux_values)
+
+
+def _with_term(compute_loss, pending: list, losses, weight, logged: list):
+    """compute_loss plus weight() x the sum of `losses()` (one term per MoE layer of the forward), the added value
+    appended to `logged`; nothing is added where the forward recorded no terms or the weight is 0. `pending` is the
+    recorder's list the hooks fill (emptied first: a forward outside compute_loss leaves nothing behind)."""
     def wrapped(model, inputs, return_outputs=False, **kwargs):
-        recorder.seq_aux_terms.clear()
+        pending.clear()
         result = compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        terms = recorder.seq_aux_losses()
-        if not terms or callback.balance != "seq_aux":  # a stage may switch it off
+        terms, scale = losses(), weight()
+        if not terms or not scale:
             return result
-        aux = alpha * torch.stack(terms).sum()  # summed over MoE layers
-        callback.seq_aux_values.append(aux.detach().float().item())
+        added = scale * torch.stack(terms).sum()
+        logged.append(added.detach().float().item())
         if return_outputs:
             loss, outputs = result
-            return loss + aux.to(loss.dtype), outputs
-        return result + aux.to(result.dtype)
+            return loss + added.to(loss.dtype), outputs
+        return result + added.to(result.dtype)
 
     return wrapped
 

@@ -269,12 +269,14 @@ class RoutingRecorder:
 
     def sparsity_losses(self) -> list[torch.Tensor]:
         """The gate-entropy penalty of each MoE layer of the forwards since the last call (with grad)."""
-        terms, self.sparsity_terms = self.sparsity_terms, []
+        terms = list(self.sparsity_terms)
+        self.sparsity_terms.clear()  # in place: the loss wrapper holds this list
         return [sparsity_penalty(w, i, self.n_experts, target, real) for w, i, target, real in terms]
 
     def seq_aux_losses(self) -> list[torch.Tensor]:
         """V3's sequence-wise balance loss of each MoE layer of the forwards since the last call (with grad)."""
-        terms, self.seq_aux_terms = self.seq_aux_terms, []
+        terms = list(self.seq_aux_terms)
+        self.seq_aux_terms.clear()  # in place: the loss wrapper holds this list
         return [sequence_balance_loss(logits, indices, ids, k) for logits, indices, ids, k in terms]
 
     def take(self, which: str = "train") -> Bucket:
