@@ -75,6 +75,23 @@ def _dense_model(tmp_path):
     return _model_dir(tmp_path, "dense", edit=("config.json", json.dumps({**config, "first_k_dense_replace": 4})))
 
 
+def _sharded_model(tmp_path, broken: str):
+    """The tiny preset saved in shards with an index, then one shard removed or its header made unreadable: an
+    expert-parallel run reads each process's share from the shards, so the plan opens every shard's header."""
+    from workbench.model.presets import preset_dir
+
+    folder = _model_dir(tmp_path, f"sharded-{broken}", drop=("model.safetensors",))
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(preset_dir("deepseek-v3-tiny", 0)).save_pretrained(folder, max_shard_size="300KB")
+    shard = sorted(folder.glob("model-*.safetensors"))[1]
+    if broken == "missing":
+        shard.unlink()
+    else:
+        shard.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00 not a header ")
+    return folder
+
+
 def _finished_run_dir(tmp_path):
     folder = tmp_path / "done"
     folder.mkdir()
@@ -144,6 +161,10 @@ FINETUNE_BAD = [
     (_under_a_file, "cannot be created:"),
     # resolved by the plan: validate and finetune refuse them alike
     (["train.deepspeed=zero2", "train.expert_parallel=3"], "8 routed experts per layer cannot be split evenly over 3"),
+    (lambda tmp: ["train.deepspeed=zero2", "train.expert_parallel=2", f"model.name={_sharded_model(tmp, 'missing')}"],
+     "model.safetensors.index.json names model-00002-of-"),
+    (lambda tmp: ["train.deepspeed=zero2", "train.expert_parallel=2", f"model.name={_sharded_model(tmp, 'garbled')}"],
+     "is not a readable safetensors file"),
     (["train.deepspeed=zero4"], "train.deepspeed: 'zero4' is neither a shipped config"),
     (["model.quantize=nf4"], "model.quantize: nf4 loads the weights through bitsandbytes' CUDA kernels"),
     (_batch_reward, "returned 1 values for 2 completions"),

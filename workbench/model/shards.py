@@ -45,6 +45,18 @@ def checkpoint_files(folder: Path) -> dict[str, Path]:
     return {name: single for name in _header(single)[1] if name != "__metadata__"}
 
 
+def check_checkpoint(folder: str | Path) -> int:
+    """Before a run opens: every shard the checkpoint names is there and has a readable header; the shard count."""
+    folder = Path(folder)
+    files = sorted(set(checkpoint_files(folder).values()))
+    for path in files:
+        if not path.is_file():
+            raise WorkbenchError(f"model.name: {folder / 'model.safetensors.index.json'} names {path.name}, which is "
+                                 "not in the folder")
+        _header(path)
+    return len(files)
+
+
 def _header(path: Path) -> tuple[int, dict]:
     """(where the tensor bytes start, the JSON header) of a safetensors file."""
     try:

@@ -141,6 +141,12 @@ def resolve_deepspeed(recipe, model) -> dict:
     config = dist.resolved_config(recipe, hidden_size=hidden, model_type=getattr(config_of, "model_type", None))
     if recipe.train.expert_parallel > 1:
         check_experts(recipe, config_of)
+        from workbench.scale.expert_parallel import loads_whole
+
+        if loads_whole(recipe, model.is_adapter) is None and model.weights_dir:  # each process reads its share
+            from workbench.model.shards import check_checkpoint
+
+            check_checkpoint(model.weights_dir)
     dist.validate(config)
     if dist.zero_stage(config) == 3:
         if hidden is None:
