@@ -57,6 +57,20 @@ def loads_whole(recipe, base_is_adapter: bool = False) -> str | None:
     return None
 
 
+def check_share_source(recipe, resolved) -> None:
+    """Before a run opens: where each process will read its share, the checkpoint is on local disk and every shard
+    the index names is there with a readable header."""
+    if recipe.train.expert_parallel <= 1 or loads_whole(recipe, resolved.is_adapter) is not None:
+        return
+    if not resolved.weights_dir:
+        raise WorkbenchError(f"model.name: under expert parallelism each process reads its share of the experts from "
+                             f"the checkpoint's safetensors files on local disk, and '{resolved.weights}' is not "
+                             f"downloaded here: `huggingface-cli download {resolved.weights}` on every node first")
+    from workbench.model.shards import check_checkpoint
+
+    check_checkpoint(resolved.weights_dir)
+
+
 def ep_rank(ep_size: int) -> int:
     """This process's place in its expert-parallel group: DeepSpeed groups consecutive ranks (0..N-1, N..2N-1, ...);
     on_train_begin checks it against the rank AutoEP actually used."""

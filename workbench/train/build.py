@@ -132,9 +132,7 @@ def _load_expert_parallel(plan, resolved, track):
     from workbench.scale.expert_parallel import ep_rank, loads_whole
 
     recipe, n = plan.recipe, plan.recipe.train.expert_parallel
-    why = loads_whole(recipe, base_is_adapter=resolved.is_adapter)
-    if why is None and resolved.weights_dir is None:
-        why = f"'{resolved.weights}' is not a local folder (shards are read from disk)"
+    why = loads_whole(recipe, base_is_adapter=resolved.is_adapter)  # a share needs local shards: the plan checked
     if why is not None:
         print(f"loading: every process reads the whole model ({why})")
         track.mlflow.set_tag("expert_parallel.loading", f"whole: {why}")

@@ -141,12 +141,9 @@ def resolve_deepspeed(recipe, model) -> dict:
     config = dist.resolved_config(recipe, hidden_size=hidden, model_type=getattr(config_of, "model_type", None))
     if recipe.train.expert_parallel > 1:
         check_experts(recipe, config_of)
-        from workbench.scale.expert_parallel import loads_whole
+        from workbench.scale.expert_parallel import check_share_source
 
-        if loads_whole(recipe, model.is_adapter) is None and model.weights_dir:  # each process reads its share
-            from workbench.model.shards import check_checkpoint
-
-            check_checkpoint(model.weights_dir)
+        check_share_source(recipe, model)  # each process will read its share of the experts from these shards
     dist.validate(config)
     if dist.zero_stage(config) == 3:
         if hidden is None:

@@ -137,3 +137,19 @@ def test_a_process_whose_autoep_rank_is_not_the_share_it_loaded_stops_in_one_lin
                                              r"\(expert-parallel rank 0 of 2\) but DeepSpeed AutoEP made it rank 1 "
                                              r"of 2 in model.layers.1.mlp$"):
         ExpertParallelCallback.on_train_begin(callback, None, None, None, model=fake(1))
+
+
+def test_a_share_needs_the_checkpoint_on_local_disk():
+    """An expert-parallel run reads each process's share from local shards: a hub id that is not downloaded is
+    refused before a run opens, naming the download; ESFT (which loads whole) and EP 1 are not checked."""
+    from types import SimpleNamespace
+
+    from workbench.scale.expert_parallel import check_share_source
+
+    remote = SimpleNamespace(is_adapter=False, weights_dir=None, weights="deepseek-ai/DeepSeek-V3")
+    with pytest.raises(WorkbenchError, match=r"^model.name: under expert parallelism each process reads its share .* "
+                                             r"`huggingface-cli download deepseek-ai/DeepSeek-V3` on every node first$"):
+        check_share_source(load_recipe("legal", ["train.deepspeed=zero2", "train.expert_parallel=2"]), remote)
+    check_share_source(load_recipe("legal", ["train.deepspeed=zero2", "train.expert_parallel=2", "moe.esft=gate",
+                                             "peft.type=none"]), remote)
+    check_share_source(load_recipe("legal"), remote)
