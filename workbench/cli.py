@@ -333,7 +333,7 @@ def _check_numbers(args) -> None:
 
 
 # commands whose library output goes to a log (finetune: the run's); generate/chat stream only the answer to stdout
-QUIET = ("finetune", "eval", "validate", "schedule", "generate", "chat")
+QUIET = ("finetune", "eval", "validate", "estimate", "schedule", "generate", "chat")
 
 
 def main(argv: list[str] | None = None) -> int:

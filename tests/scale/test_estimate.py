@@ -34,6 +34,7 @@ def _estimate(*args):
     out = subprocess.run([sys.executable, "-m", "workbench.cli", "estimate", *args, "--json"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "Warning" not in out.stdout + out.stderr, out.stderr[-2000:]  # the libraries' warnings stay out of sight
     text = "\n" + out.stdout
     return json.loads(text[text.index("\n{\n") + 1:])  # after DeepSpeed's start-up log lines
 
