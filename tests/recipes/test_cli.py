@@ -206,6 +206,7 @@ def test_finetune_and_validate_refuse_bad_input_in_the_same_one_line_and_open_no
 
     store = tmp_path / "m.db"
     extra = overrides(tmp_path) if callable(overrides) else overrides
+    capsys.readouterr()  # what making a bad input printed (transformers' progress bars) is not the command's
     where = [f"track.tracking_uri=sqlite:///{store}", f"train.output_dir={tmp_path}/o"]
     lines = {}
     for command in ("validate", "finetune"):
