@@ -260,15 +260,32 @@ def resolve_final(path: Path, key: str = "model") -> ResolvedModel:
                    tokenizer_dir=str(path) if _has_tokenizer(str(path)) else None)
 
 
-def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: bool = True, merge: bool = True):
+def load_resolved(resolved: ResolvedModel, with_mtp: bool = True, tokenizer: bool = True, merge: bool = True,
+                  share: tuple[int, int] | None = None):
     """(model, tokenizer or None) exactly as resolved: the full weights, then each adapter in order with the router
     biases saved beside it; adapters merged (all but the last one with `merge=False`: the model as trained); routed
-    the way the resolved run was trained (`resolved.routing`: top-p, workbench.moe.top_p)."""
+    the way the resolved run was trained (`resolved.routing`: top-p, workbench.moe.top_p).
+
+    `share=(rank, size)`: expert parallelism's loading, the dense weights and only that rank's routed experts read
+    from the local shards (workbench.model.shards; no adapters, no MTP layer)."""
     from workbench.model.lora import load_adapter
     from workbench.moe.bias import load_router_bias
 
-    model, _ = _from_pretrained(resolved.weights, resolved.weights_cfg, key=f"{resolved.key}.name", tokenizer=False,
-                                with_mtp=with_mtp, config=resolved.config, folder=resolved.weights_dir)
+    if share is not None:
+        from workbench.model.device import experts_implementation, torch_dtype
+        from workbench.model.shards import load_expert_share
+
+        if resolved.adapters or not resolved.weights_dir:
+            raise WorkbenchError(f"{resolved.key}.name: a share of the experts is read from a local checkpoint "
+                                 "without adapters")
+        cfg = resolved.weights_cfg
+        model = load_expert_share(resolved.weights_dir, resolved.config, torch_dtype(cfg.dtype), *share,
+                                  experts_implementation=experts_implementation(cfg.experts_implementation),
+                                  attn_implementation=cfg.attn_implementation)
+    else:
+        model, _ = _from_pretrained(resolved.weights, resolved.weights_cfg, key=f"{resolved.key}.name",
+                                    tokenizer=False, with_mtp=with_mtp, config=resolved.config,
+                                    folder=resolved.weights_dir)
     biases = list(resolved.bias_dirs)
     if biases and biases[0] == resolved.weights:  # a run's full weights: its biases first
         load_router_bias(model, Path(biases.pop(0)))

@@ -241,9 +241,7 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         load_bytes = 4 if recipe.model.dtype == "float32" else 2  # "auto": the checkpoint's own, 16-bit for these models
         from workbench.scale.expert_parallel import loads_whole
 
-        whole = loads_whole(recipe) if recipe.train.expert_parallel == ep else loads_whole(
-            _with_ep(recipe, ep))
-        gpu, host = expert_parallel_states(counts, ep, n_experts, gpus_per_node, nodes, load_bytes, whole)
+        gpu, host = expert_parallel_states(counts, ep, n_experts, gpus_per_node, nodes, load_bytes, loads_whole(recipe))
     else:
         gpu, host = model_states(counts.total, counts.trainable, counts.largest_layer, stage, offload_opt, offload_param,
                                  gpus_per_node, nodes)
@@ -278,10 +276,6 @@ def estimate(recipe, gpus_per_node: int = 1, nodes: int = 1, gpu_memory_gib: flo
         "why_not": _why_not(gpu, host, needed, host_needed, gpu_memory_gib, host_memory_gib),
         "on_gpu_here": uses_gpu(),
     }
-
-
-def _with_ep(recipe, ep: int):
-    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"expert_parallel": ep})})
 
 
 def _why_not(gpu: dict, host: dict, needed: float, host_needed: float, gpu_gib: float, host_gib: float) -> str | None:

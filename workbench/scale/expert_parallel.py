@@ -47,9 +47,8 @@ def check_experts(recipe, model_config) -> None:
 
 
 def loads_whole(recipe, base_is_adapter: bool = False) -> str | None:
-    """None where each process loads only its share of the routed experts; else why every process loads them all."""
-    if recipe.train.expert_parallel <= 1:
-        return "no expert parallelism"
+    """Under expert parallelism: None where each process loads only its share of the routed experts; else why every
+    process loads them all."""
     if base_is_adapter:
         return "the base is a LoRA run, whose adapter is merged over the whole model"
     if recipe.moe.esft != "none":

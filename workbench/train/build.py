@@ -128,36 +128,22 @@ def _load_student(plan, track):
 def _load_expert_parallel(plan, resolved, track):
     """Under expert parallelism each process reads the dense weights and only its slice of the routed experts
     (workbench.model.shards); where the run's start needs the whole model, every process loads it and says why."""
-    from workbench.model.load import load_resolved, load_tokenizer
+    from workbench.model.load import load_resolved
     from workbench.scale.expert_parallel import ep_rank, loads_whole
 
-    recipe, n = plan.recipe, plan.recipe.train.expert_parallel
-    why = loads_whole(recipe, base_is_adapter=resolved.is_adapter)  # a share needs local shards: the plan checked
+    n = plan.recipe.train.expert_parallel
+    why = loads_whole(plan.recipe, base_is_adapter=resolved.is_adapter)  # a share needs local shards: the plan checked
     if why is not None:
         print(f"loading: every process reads the whole model ({why})")
         track.mlflow.set_tag("expert_parallel.loading", f"whole: {why}")
         return load_resolved(resolved, with_mtp=False)
-    from workbench.model.device import experts_implementation, torch_dtype
-    from workbench.model.shards import load_expert_share
-
-    cfg = resolved.weights_cfg
-    model = load_expert_share(resolved.weights_dir, resolved.config, torch_dtype(cfg.dtype), ep_rank(n), n,
-                              experts_implementation=experts_implementation(cfg.experts_implementation),
-                              attn_implementation=cfg.attn_implementation)
-    if resolved.bias_dirs and resolved.bias_dirs[0] == resolved.weights:  # a run's full weights: its biases first
-        from workbench.moe.bias import load_router_bias
-
-        load_router_bias(model, Path(resolved.bias_dirs[0]))
-    if resolved.routing:
-        from workbench.moe.top_p import apply_routing
-
-        apply_routing(model, resolved.routing)
-    rank, _, first, end = model.expert_share
-    print(f"loading: each process reads the dense weights and its {end - first} of {resolved.config.n_routed_experts} "
-          f"routed experts per layer from the checkpoint's shards (this one: experts {first}..{end - 1})")
-    track.mlflow.set_tag("expert_parallel.loading", f"share: {end - first} of {resolved.config.n_routed_experts} experts "
-                                              "per process")
-    return model, load_tokenizer(resolved)
+    model, tokenizer = load_resolved(resolved, with_mtp=False, share=(ep_rank(n), n))
+    _, _, first, end = model.expert_share
+    experts = resolved.config.n_routed_experts
+    print(f"loading: each process reads the dense weights and its {end - first} of {experts} routed experts per "
+          f"layer from the checkpoint's shards (this one: experts {first}..{end - 1})")
+    track.mlflow.set_tag("expert_parallel.loading", f"share: {end - first} of {experts} experts per process")
+    return model, tokenizer
 
 
 def _evidence_off(plan) -> tuple[str, ...]:
